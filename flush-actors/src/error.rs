@@ -1,0 +1,34 @@
+//! The one error type of the actor crate.
+
+use std::io;
+use thiserror::Error;
+
+/// What can go wrong between actors, or in the file-system work they own.
+#[derive(Debug, Error)]
+pub enum ActorError {
+    /// An actor's mailbox was closed or full: the server is shutting down or overloaded.
+    #[error("actor unavailable: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+    /// A file-system operation failed; `what` names it for the log.
+    #[error("{what}: {source}")]
+    Io {
+        /// The operation and path, e.g. `append flush/relay_test`.
+        what: String,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker thread is gone (its channel closed).
+    #[error("worker unavailable: {0}")]
+    Worker(&'static str),
+}
+
+impl ActorError {
+    /// Wraps an I/O error with the operation that failed.
+    pub fn io(what: impl Into<String>, source: io::Error) -> ActorError {
+        ActorError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The flushd server: actors that own the state of a Postfix fast flush
+//! service, and the plain logic they are thin shells over.
+//!
+//! Pure logic (no actors, no sockets) lives in [`config`], [`domains`],
+//! [`queue`], [`logfile`] and [`janitor::rules`]; the actors are
+//! [`gateway`], [`matcher`], [`writer`], [`trigger`], [`janitor`] and
+//! [`stats`], wired together by [`server`].
+#![deny(rust_2018_idioms)]
+
+pub mod config;
+pub mod domains;
+mod error;
+pub mod logfile;
+pub mod queue;
+pub mod stats;
+
+pub use error::ActorError;

@@ -1,0 +1,5 @@
+//! Counters and the stats dump.
+
+pub mod counters;
+
+pub use counters::{Counter, Gauge, Mailbox, Report};

@@ -1,0 +1,1 @@
+//! Postfix attribute lists (attr0). Filled in by the codec work.
