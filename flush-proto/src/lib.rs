@@ -17,7 +17,9 @@ mod reply;
 pub mod request;
 mod status;
 
+pub use attr::{PostfixClientCodec, PostfixItem, PostfixOut, PostfixReply, PostfixServerCodec};
 pub use error::ProtoError;
+pub use line::{ClientCodec, LineCodec, DEFAULT_MAX_LINE};
 pub use queue_id::{validate_queue_id, MAX_QUEUE_ID_LEN};
 pub use reply::Reply;
 pub use request::Request;

@@ -1,1 +1,0 @@
-//! Postfix attribute lists (attr0). Filled in by the codec work.
