@@ -1,1 +1,662 @@
-//! placeholder
+//! One destination's fast flush logfile, `$queue_directory/flush/SITEPATH`:
+//! one queue ID per line, appended to until a delivery reads and truncates it.
+//!
+//! Mirrors `flush_add_path()`, `flush_send_path()` and the purge step of
+//! `flush_refresh_service()` in Postfix's `src/flush/flush.c`. Every append,
+//! delivery and removal holds an exclusive `flock` on the file, as flush(8)
+//! does (`myflock()` with `INTERNAL_LOCK`, which is `flock` on Linux), so a
+//! Postfix flush(8) may share the directory. Blocking calls: the LogWriter
+//! actor runs them on its own threads.
+//!
+//! Unlike flush(8), a [`LogFile`] stays open between appends and remembers
+//! which IDs the log already holds, so it does not append an ID twice between
+//! two deliveries. It notices when someone else changed the file (size, times
+//! or inode differ from what it saw last) and re-reads it before trusting
+//! that memory.
+
+use flush_proto::{validate_queue_id, MAX_QUEUE_ID_LEN};
+use rustix::fs::{FlockOperation, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_NOW};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many distinct IDs a log remembers, for appends and for deliveries
+/// (flush(8)'s `FLUSH_DUP_FILTER_SIZE`). Past it, duplicates are let through.
+pub const MAX_TRACKED_IDS: usize = 10_000;
+/// How many IDs one delivery hands over at most. The rest of the log is still
+/// truncated: those messages stay in `deferred/` for the queue manager's
+/// regular retry, and are logged again if that fails.
+pub const MAX_DELIVERY_IDS: usize = 1_000_000;
+/// Bytes read per `pread` when scanning a log.
+const READ_CHUNK: usize = 64 * 1024;
+/// Attempts at opening a log that someone keeps removing under us.
+const OPEN_ATTEMPTS: usize = 4;
+
+/// What one [`LogFile::append`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppendReport {
+    /// IDs written to the log.
+    pub written: usize,
+    /// IDs left out because the log already holds them (or the batch did).
+    pub skipped: usize,
+    /// IDs left out because they are not valid queue IDs.
+    pub invalid: usize,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// A log read for delivery, still locked: hand [`Delivery::ids`] to the queue
+/// trigger, then [`LogFile::finish_delivery`] (truncate) or
+/// [`LogFile::abort_delivery`] (keep the lines).
+///
+/// Dropping it without either unlocks the log and keeps its lines, so a
+/// forgotten delivery never blocks the log or loses an ID.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The valid queue IDs of the log, in file order, de-duplicated up to
+    /// [`MAX_TRACKED_IDS`].
+    pub ids: Vec<String>,
+    /// Lines read, valid or not: flush(8) truncates the log and wakes the
+    /// queue manager only if this is not zero.
+    pub lines_read: usize,
+    lock: Arc<HeldLock>,
+}
+
+/// An exclusive `flock` released when dropped. Holds its own descriptor of
+/// the log (a `dup`, which shares the lock), so it outlives any borrow.
+#[derive(Debug)]
+struct HeldLock(File);
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Err(e) = rustix::fs::flock(&self.0, FlockOperation::Unlock) {
+            log::warn!("unlock fast flush logfile: {e}");
+        }
+    }
+}
+
+/// What the file looked like after our last write or scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Snapshot {
+    fn of(meta: &std::fs::Metadata) -> Snapshot {
+        Snapshot {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// An open logfile of one destination.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// IDs the log holds since its last truncation, at most [`MAX_TRACKED_IDS`].
+    seen: HashSet<String>,
+    /// The file as `seen` describes it; `None` means "re-read before use".
+    snapshot: Option<Snapshot>,
+    /// The lock of the delivery in progress, if any.
+    delivery: Weak<HeldLock>,
+}
+
+impl LogFile {
+    /// Opens (creating, mode 0600) the log of `site_path` in `flush_dir`,
+    /// without following a symlink.
+    ///
+    /// # Errors
+    /// `site_path` is not a valid logfile name; the name is a symlink or not
+    /// a regular file or has other hard links; the open fails.
+    pub fn open(flush_dir: &Path, site_path: &str) -> io::Result<LogFile> {
+        let path = logfile_path(flush_dir, site_path)?;
+        let file = open_or_create(&path)?;
+        Ok(LogFile::with_file(path, file))
+    }
+
+    /// Opens the log of `site_path` if it exists (`Ok(None)` if not), as
+    /// flush(8) does before a delivery: no log, nothing to deliver.
+    ///
+    /// # Errors
+    /// As [`LogFile::open`].
+    pub fn open_existing(flush_dir: &Path, site_path: &str) -> io::Result<Option<LogFile>> {
+        let path = logfile_path(flush_dir, site_path)?;
+        match open_existing_file(&path, OFlags::RDWR | OFlags::APPEND) {
+            Ok(file) => Ok(Some(LogFile::with_file(path, file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn with_file(path: PathBuf, file: File) -> LogFile {
+        LogFile {
+            path,
+            file,
+            seen: HashSet::new(),
+            snapshot: None,
+            delivery: Weak::new(),
+        }
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a [`Delivery`] of this log is still held.
+    pub fn delivery_in_progress(&self) -> bool {
+        self.delivery.strong_count() > 0
+    }
+
+    /// Appends the IDs the log does not hold yet, one per line, with one
+    /// `write`, under the log's lock.
+    ///
+    /// If the log was removed meanwhile (a janitor purged it), the IDs go to
+    /// a new log of the same name.
+    ///
+    /// # Errors
+    /// A delivery of this log is in progress (`WouldBlock`: append after it);
+    /// locking, reading or writing fails. After a failed write the log may
+    /// end in part of a line, as with flush(8).
+    pub fn append(&mut self, ids: &[&str]) -> io::Result<AppendReport> {
+        if self.delivery_in_progress() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "a delivery holds the log",
+            ));
+        }
+        if ids.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        let meta = self.lock_live()?;
+        let result = self.append_locked(ids, &meta);
+        let unlocked = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+        let report = result?;
+        unlocked?;
+        Ok(report)
+    }
+
+    fn append_locked(
+        &mut self,
+        ids: &[&str],
+        meta: &std::fs::Metadata,
+    ) -> io::Result<AppendReport> {
+        if self.snapshot.as_ref() != Some(&Snapshot::of(meta)) {
+            self.resync()?;
+        }
+        let mut report = AppendReport::default();
+        let mut batch: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let mut buf = String::new();
+        for &id in ids {
+            if validate_queue_id(id).is_err() {
+                log::warn!(
+                    "not appending bad queue ID {:.40} to {}",
+                    id.escape_debug(),
+                    self.path.display()
+                );
+                report.invalid += 1;
+            } else if self.seen.contains(id) || !batch.insert(id) {
+                report.skipped += 1;
+            } else {
+                buf.push_str(id);
+                buf.push('\n');
+                report.written += 1;
+                if self.seen.len() < MAX_TRACKED_IDS {
+                    self.seen.insert(id.to_owned());
+                }
+            }
+        }
+        if buf.is_empty() {
+            return Ok(report);
+        }
+        // `seen` already lists the batch: until the write is known to have
+        // landed, it must not be trusted.
+        self.snapshot = None;
+        (&self.file).write_all(buf.as_bytes())?;
+        report.bytes = buf.len();
+        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        Ok(report)
+    }
+
+    /// Rebuilds `seen` from the file (at most [`MAX_TRACKED_IDS`] IDs).
+    fn resync(&mut self) -> io::Result<()> {
+        self.seen.clear();
+        let seen = &mut self.seen;
+        scan_lines(&self.file, |line| {
+            if let Line::Text(text) = line {
+                if let Ok(id) = std::str::from_utf8(text) {
+                    if validate_queue_id(id).is_ok() {
+                        seen.insert(id.to_owned());
+                    }
+                }
+            }
+            seen.len() < MAX_TRACKED_IDS
+        })?;
+        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        Ok(())
+    }
+
+    /// Locks the log and reads its queue IDs for delivery. The lock is held
+    /// until the returned [`Delivery`] is finished, aborted or dropped, so
+    /// that nobody appends to a log that is about to be truncated.
+    ///
+    /// Lines that are not valid queue IDs are skipped with a warning;
+    /// duplicates are skipped up to [`MAX_TRACKED_IDS`] distinct IDs.
+    ///
+    /// # Errors
+    /// A delivery is already in progress; locking or reading fails.
+    pub fn take_for_delivery(&mut self) -> io::Result<Delivery> {
+        if self.delivery_in_progress() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "a delivery holds the log",
+            ));
+        }
+        self.lock_live()?;
+        let lock = match self.file.try_clone() {
+            Ok(dup) => Arc::new(HeldLock(dup)),
+            Err(e) => {
+                let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+                return Err(e);
+            }
+        };
+        // From here on, an early return drops `lock` and so unlocks.
+        let mut ids = Vec::new();
+        let mut filter: HashSet<String> = HashSet::new();
+        let mut lines_read = 0usize;
+        let mut left_out = 0usize;
+        let path = &self.path;
+        scan_lines(&self.file, |line| {
+            lines_read += 1;
+            let id = match line {
+                Line::Text(text) => std::str::from_utf8(text)
+                    .ok()
+                    .filter(|id| validate_queue_id(id).is_ok()),
+                Line::TooLong(_) => None,
+            };
+            let Some(id) = id else {
+                let shown = String::from_utf8_lossy(line.bytes());
+                log::warn!(
+                    "bad queue id \"{:.30}...\" in fast flush logfile {}",
+                    shown.escape_debug(),
+                    path.display()
+                );
+                return true;
+            };
+            // Past the filter's size, duplicates pass: graceful degradation.
+            if filter.len() >= MAX_TRACKED_IDS || filter.insert(id.to_owned()) {
+                if ids.len() < MAX_DELIVERY_IDS {
+                    ids.push(id.to_owned());
+                } else {
+                    left_out += 1;
+                }
+            }
+            true
+        })?;
+        if left_out > 0 {
+            log::warn!(
+                "{}: {left_out} queue IDs beyond the first {MAX_DELIVERY_IDS} left to the regular queue run",
+                path.display()
+            );
+        }
+        self.delivery = Arc::downgrade(&lock);
+        Ok(Delivery {
+            ids,
+            lines_read,
+            lock,
+        })
+    }
+
+    /// Ends a delivery whose files were handed to the queue: truncates the
+    /// log if any line was read, sets its access and modification times to
+    /// now (so refresh works on `noatime` mounts too), then unlocks.
+    ///
+    /// # Errors
+    /// `delivery` is not this log's; the truncation fails (the log keeps its
+    /// lines and is unlocked).
+    pub fn finish_delivery(&mut self, delivery: Delivery) -> io::Result<()> {
+        self.check_owner(&delivery)?;
+        // Whatever happens below, `seen` must be rebuilt from the file.
+        self.snapshot = None;
+        if delivery.lines_read > 0 {
+            self.file.set_len(0)?;
+        }
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        };
+        let times = Timestamps {
+            last_access: now,
+            last_modification: now,
+        };
+        if let Err(e) = rustix::fs::futimens(&self.file, &times) {
+            log::warn!("update {} time stamps: {e}", self.path.display());
+        }
+        self.seen.clear();
+        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        drop(delivery);
+        Ok(())
+    }
+
+    /// Ends a delivery whose files could not be handed over: unlocks and
+    /// keeps every line for the next attempt.
+    ///
+    /// # Errors
+    /// `delivery` is not this log's (it is unlocked all the same).
+    pub fn abort_delivery(&mut self, delivery: Delivery) -> io::Result<()> {
+        self.check_owner(&delivery)
+    }
+
+    fn check_owner(&self, delivery: &Delivery) -> io::Result<()> {
+        if Weak::ptr_eq(&self.delivery, &Arc::downgrade(&delivery.lock)) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "delivery of another log",
+            ))
+        }
+    }
+
+    /// Takes the lock on a log that is still linked: if a janitor removed
+    /// the file while we waited, re-open the name (creating a new log) and
+    /// lock that instead.
+    fn lock_live(&mut self) -> io::Result<std::fs::Metadata> {
+        for _ in 0..OPEN_ATTEMPTS {
+            rustix::fs::flock(&self.file, FlockOperation::LockExclusive)?;
+            let meta = match self.file.metadata() {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+                    return Err(e);
+                }
+            };
+            if meta.nlink() > 0 {
+                return Ok(meta);
+            }
+            let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+            self.file = open_or_create(&self.path)?;
+            self.snapshot = None;
+            self.seen.clear();
+        }
+        Err(io::Error::other(format!(
+            "{} keeps being removed",
+            self.path.display()
+        )))
+    }
+}
+
+/// Removes the log of `site_path` if it is still empty and unchanged since
+/// before `purge_before` (whole seconds, as flush(8) compares `time_t`).
+/// Returns whether it was removed.
+///
+/// The file is opened without following symlinks and unlinked while locked,
+/// so a [`LogFile::append`] waiting for the lock sees it gone and re-opens
+/// the name. Anything but a regular file is left alone.
+///
+/// # Errors
+/// `site_path` is not a valid logfile name; open, lock or unlink fail (a
+/// missing file is `Ok(false)`).
+pub fn remove_if_stale_empty(
+    flush_dir: &Path,
+    site_path: &str,
+    purge_before: SystemTime,
+) -> io::Result<bool> {
+    let path = logfile_path(flush_dir, site_path)?;
+    let file = match open_existing_file(&path, OFlags::RDONLY) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    rustix::fs::flock(&file, FlockOperation::LockExclusive)?;
+    let meta = file.metadata()?;
+    if meta.nlink() == 0 || meta.size() != 0 || meta.mtime() >= unix_secs(purge_before) {
+        return Ok(false);
+    }
+    // The name must still be this file: only then is unlinking it ours to do.
+    match std::fs::symlink_metadata(&path) {
+        Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
+        _ => return Ok(false),
+    }
+    std::fs::remove_file(&path)?;
+    Ok(true)
+}
+
+/// Whole seconds since the epoch (negative before it), as `time_t`.
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let before = e.duration();
+            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            // -0.5 s is second -1, as time_t would floor it.
+            if before.subsec_nanos() > 0 {
+                -secs - 1
+            } else {
+                -secs
+            }
+        }
+    }
+}
+
+fn logfile_path(flush_dir: &Path, site_path: &str) -> io::Result<PathBuf> {
+    validate_queue_id(site_path).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad logfile name: {why}"),
+        )
+    })?;
+    Ok(flush_dir.join(site_path))
+}
+
+/// Opens the log, creating it with mode 0600 if it does not exist.
+fn open_or_create(path: &Path) -> io::Result<File> {
+    let create = OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::RDWR
+        | OFlags::APPEND
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    for _ in 0..OPEN_ATTEMPTS {
+        match rustix::fs::openat(CWD, path, create, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                // The umask may have taken bits away; 0600 is what the log must be.
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(0o600))?;
+                return Ok(file);
+            }
+            Err(rustix::io::Errno::EXIST) => {
+                match open_existing_file(path, OFlags::RDWR | OFlags::APPEND) {
+                    // Removed between the two opens: create it after all.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    other => return other,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} keeps being removed",
+        path.display()
+    )))
+}
+
+/// Opens an existing log: no symlink, a regular file, no other hard links.
+/// An unlinked file counts as not found.
+fn open_existing_file(path: &Path, access: OFlags) -> io::Result<File> {
+    // NONBLOCK: a FIFO planted under the name must not hang the open.
+    let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            io::Error::other(format!("{} is a symbolic link", path.display()))
+        } else {
+            io::Error::from(e)
+        }
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    match meta.nlink() {
+        0 => Err(io::Error::from(io::ErrorKind::NotFound)),
+        1 => Ok(file),
+        n => Err(io::Error::other(format!(
+            "{} has {n} hard links",
+            path.display()
+        ))),
+    }
+}
+
+/// One line of a log, without its newline.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    /// At most [`MAX_QUEUE_ID_LEN`] bytes.
+    Text(&'a [u8]),
+    /// Longer than any queue ID: its first [`MAX_QUEUE_ID_LEN`] bytes.
+    TooLong(&'a [u8]),
+}
+
+impl Line<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Line::Text(b) | Line::TooLong(b) => b,
+        }
+    }
+}
+
+/// Calls `each` on every line of `file` from its start (a last line without
+/// a newline counts too) until it returns false. Memory stays bounded
+/// whatever the file holds: a chunk buffer and one line of at most
+/// [`MAX_QUEUE_ID_LEN`] bytes.
+fn scan_lines(file: &File, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result<()> {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut line: Vec<u8> = Vec::with_capacity(MAX_QUEUE_ID_LEN);
+    let mut too_long = false;
+    let mut offset = 0u64;
+    loop {
+        let n = match file.read_at(&mut chunk, offset) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        offset += n as u64;
+        for piece in chunk[..n].split_inclusive(|&b| b == b'\n') {
+            let (body, complete) = match piece.split_last() {
+                Some((b'\n', body)) => (body, true),
+                _ => (piece, false),
+            };
+            let room = MAX_QUEUE_ID_LEN - line.len();
+            if body.len() > room {
+                too_long = true;
+            }
+            line.extend_from_slice(&body[..body.len().min(room)]);
+            if complete {
+                let keep_going = each(if too_long {
+                    Line::TooLong(&line)
+                } else {
+                    Line::Text(&line)
+                });
+                line.clear();
+                too_long = false;
+                if !keep_going {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !line.is_empty() || too_long {
+        each(if too_long {
+            Line::TooLong(&line)
+        } else {
+            Line::Text(&line)
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn lines_of(content: &[u8]) -> Vec<(bool, Vec<u8>)> {
+        let tmp = tempfile::tempfile().unwrap();
+        (&tmp).write_all(content).unwrap();
+        let mut out = Vec::new();
+        scan_lines(&tmp, |line| {
+            out.push((matches!(line, Line::TooLong(_)), line.bytes().to_vec()));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn scans_lines_with_and_without_final_newline() {
+        let got = lines_of(b"A\nBB\n\nC");
+        let want: Vec<(bool, Vec<u8>)> = vec![
+            (false, b"A".to_vec()),
+            (false, b"BB".to_vec()),
+            (false, b"".to_vec()),
+            (false, b"C".to_vec()),
+        ];
+        assert_eq!(got, want);
+        assert!(lines_of(b"").is_empty());
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_and_flagged() {
+        let mut content = vec![b'X'; 300];
+        content.extend_from_slice(b"\nOK\n");
+        content.extend_from_slice(&[b'Y'; 256]);
+        let got = lines_of(&content);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (true, vec![b'X'; MAX_QUEUE_ID_LEN]));
+        assert_eq!(got[1], (false, b"OK".to_vec()));
+        assert_eq!(got[2], (true, vec![b'Y'; MAX_QUEUE_ID_LEN]));
+        // Exactly 255 bytes is still a line.
+        let got = lines_of(&[b'Z'; 255]);
+        assert_eq!(got, vec![(false, vec![b'Z'; 255])]);
+    }
+
+    #[test]
+    fn lines_spanning_chunks_are_whole() {
+        let mut content = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..20_000 {
+            let id = format!("ID{i:08}");
+            content.extend_from_slice(id.as_bytes());
+            content.push(b'\n');
+            want.push((false, id.into_bytes()));
+        }
+        assert!(content.len() > 3 * READ_CHUNK);
+        assert_eq!(lines_of(&content), want);
+    }
+
+    #[test]
+    fn unix_secs_floors() {
+        use std::time::Duration;
+        assert_eq!(unix_secs(UNIX_EPOCH + Duration::new(5, 999_999_999)), 5);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(500)), -1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(2)), -2);
+    }
+}
