@@ -10,6 +10,7 @@
 pub mod config;
 pub mod domains;
 mod error;
+pub mod janitor;
 pub mod logfile;
 pub mod queue;
 pub mod stats;
