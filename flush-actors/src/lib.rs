@@ -14,5 +14,6 @@ pub mod janitor;
 pub mod logfile;
 pub mod queue;
 pub mod stats;
+pub mod trigger;
 
 pub use error::ActorError;
