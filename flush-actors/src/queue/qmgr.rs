@@ -6,6 +6,7 @@
 //! the timeout for sockets): call it from a worker thread.
 
 use rustix::fs::{Mode, OFlags, CWD};
+use rustix::net::{socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -57,7 +58,17 @@ fn fifo_trigger(path: &Path, request: &[u8]) -> io::Result<()> {
 }
 
 fn socket_trigger(path: &Path, request: &[u8], timeout: Duration) -> io::Result<()> {
-    let mut stream = UnixStream::connect(path)?;
+    // A non-blocking connect: a UNIX socket whose backlog is full fails at
+    // once (EAGAIN) instead of hanging a thread on a stuck queue manager.
+    let fd = socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+    let mut stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(timeout))?;
     let mut message = Vec::with_capacity(request.len() + 1);
     message.extend_from_slice(request);
@@ -119,6 +130,22 @@ mod tests {
         });
         send_trigger(&path, TRIGGER_SCAN_INCOMING, TRIGGER_TIMEOUT).unwrap();
         assert_eq!(server.join().unwrap(), b"I\0");
+    }
+
+    #[test]
+    fn stuck_socket_fails_fast() {
+        // A listener that never accepts, with the smallest backlog.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("qmgr");
+        let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&listener, 0).unwrap();
+        let results: Vec<io::Result<()>> = (0..16)
+            .map(|_| send_trigger(&path, TRIGGER_SCAN_INCOMING, TRIGGER_TIMEOUT))
+            .collect();
+        assert!(results.iter().any(|r| r
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)));
     }
 
     #[test]

@@ -89,10 +89,15 @@ impl Qmgr {
             Err(e) => {
                 self.stats.triggers_failed.incr();
                 if let Some(held) = self.warnings.allow(Instant::now()) {
+                    let quiet = if held > 0 {
+                        format!(" ({held} more since the last warning)")
+                    } else {
+                        String::new()
+                    };
                     log::warn!(
-                        "cannot wake the queue manager at {} ({}): {e}; {held} similar warnings suppressed",
-                        self.path.display(),
+                        "cannot send {} to the queue manager at {}: {e}{quiet}",
                         String::from_utf8_lossy(request),
+                        self.path.display(),
                     );
                 }
                 false
