@@ -7,7 +7,7 @@
 //! columns are those of Postfix's `src/master/master_ent.c`. That file also
 //! shows why a replacement needs its own `daemon_directory`: master(8) always
 //! runs `$daemon_directory/<command>`, even when the command column holds a
-//! full path. So the lab links the stock daemons into a private directory and
+//! full path. So the lab copies the stock daemons into a private directory and
 //! adds the replacement there under its own name.
 //!
 //! Nothing here sends mail anywhere but 127.0.0.1. Every lab process belongs
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-pub use crate::daemon::wait_until;
+pub use crate::fixtures::wait_until;
 
 /// The `postfix` command.
 pub const POSTFIX: &str = "/usr/sbin/postfix";
@@ -70,6 +70,21 @@ pub fn require_postfix() -> bool {
     false
 }
 
+/// The user and group IDs of the `postfix` account (Postfix's default
+/// `mail_owner`), from /etc/passwd; `None` if there is no such account.
+pub fn postfix_ids() -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != "postfix" {
+            return None;
+        }
+        let uid = fields.nth(1)?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
 ///
 /// # Errors
@@ -85,8 +100,8 @@ pub struct LabOptions {
     /// The test domains: `relay_domains` (and so, by default, `fast_flush_domains`).
     pub domains: Vec<String>,
     /// `None`: Postfix's own flush(8). `Some(path)`: this program runs as the
-    /// `flush` service. The lab then uses a private `daemon_directory` (links
-    /// to the stock daemons) holding, under the program's file name, a wrapper
+    /// `flush` service. The lab then uses a private `daemon_directory` (copies
+    /// of the stock daemons) holding, under the program's file name, a wrapper
     /// script that execs `path` and saves its stderr (see
     /// [`PostfixLab::flush_stderr`]); master.cf names it like a stock daemon:
     /// `flush unix n - n 1000? 0 flushd`.
@@ -421,12 +436,12 @@ impl PostfixLab {
 
     /// The queue IDs in deferred/, sorted.
     pub fn deferred_ids(&self) -> Vec<String> {
-        crate::daemon::queue_ids(&self.queue_dir, "deferred")
+        crate::fixtures::queue_ids(&self.queue_dir, "deferred")
     }
 
     /// The lines of logfile `flush/<site_path>`; empty if it does not exist.
     pub fn flush_log(&self, site_path: &str) -> Vec<String> {
-        crate::daemon::flush_log(&self.queue_dir, site_path)
+        crate::fixtures::flush_log(&self.queue_dir, site_path)
     }
 
     /// How many maillog lines about `queue_id` contain `needle`.
@@ -565,8 +580,8 @@ fn master_cf(stock: &str, port: u16, flush_command: Option<&str>, opts: &LabOpti
     out
 }
 
-/// Builds `<root>/libexec`, a private `daemon_directory`: a symbolic link to
-/// each stock daemon, and under `program`'s file name a wrapper script.
+/// Builds `<root>/libexec`, a private `daemon_directory`: a copy of each
+/// stock daemon, and under `program`'s file name a wrapper script.
 /// Returns that name, for master.cf's command column.
 fn private_daemon_dir(
     root: &Path,
@@ -587,7 +602,9 @@ fn private_daemon_dir(
     for entry in fs::read_dir(&stock)? {
         let entry = entry?;
         if entry.file_name().to_str() != Some(name.as_str()) {
-            std::os::unix::fs::symlink(entry.path(), libexec.join(entry.file_name()))?;
+            // Copies, not symbolic links: `postfix check` warns about each
+            // link that leaves daemon_directory. They are small.
+            fs::copy(entry.path(), libexec.join(entry.file_name()))?;
         }
     }
     write_flush_wrapper(&libexec.join(&name), program, opts, stderr_path)?;
@@ -764,6 +781,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         );
         assert_eq!(read_smtp_reply(&mut input).unwrap().unwrap(), "220 x");
         assert_eq!(read_smtp_reply(&mut input).unwrap(), None);
+    }
+
+    #[test]
+    fn postfix_account_is_found_when_postfix_is_installed() {
+        if postfix_available() {
+            let (uid, gid) = postfix_ids().expect("postfix account");
+            assert!(uid > 0 && gid > 0);
+        }
     }
 
     #[test]
