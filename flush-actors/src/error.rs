@@ -21,6 +21,9 @@ pub enum ActorError {
     /// A worker thread is gone (its channel closed).
     #[error("worker unavailable: {0}")]
     Worker(&'static str),
+    /// A reload found a broken configuration; what was serving keeps serving.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl ActorError {

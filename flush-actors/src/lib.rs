@@ -12,6 +12,7 @@ pub mod domains;
 mod error;
 pub mod janitor;
 pub mod logfile;
+pub mod matcher;
 pub mod queue;
 pub mod stats;
 pub mod trigger;
