@@ -1,0 +1,122 @@
+//! Messages of the log writers and of their registry.
+
+use super::LogWriter;
+use crate::domains::SitePath;
+use crate::trigger::MoveReport;
+use crate::ActorError;
+use actix::{Addr, Message};
+
+/// Why a log is being delivered; it decides whether qmgr is told to forget
+/// dead destinations first (flush(8)'s `UNTHROTTLE_BEFORE` versus `REFRESH_ONLY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverHow {
+    /// ETRN / `send_site`: send `F` before moving the files.
+    SendSite,
+    /// The janitor's refresh or purge: no `F`.
+    Refresh,
+}
+
+/// Append one queue ID to this writer's log. Answered once the ID is in the file
+/// (or was already there since the last delivery).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct AppendRecord {
+    /// A validated queue ID.
+    pub queue_id: String,
+}
+
+/// Deliver everything this writer's log lists, then truncate it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MoveReport, ActorError>")]
+pub struct DeliverLog {
+    /// Send-site or refresh.
+    pub how: DeliverHow,
+}
+
+/// Sent by the registry when this writer may stop (it reported itself idle
+/// and was removed from the map, so no new work is routed to it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// Write what is pending, finish a running delivery, close the log and stop:
+/// the daemon is shutting down. Answered when the writer has stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseLog;
+
+/// How often a message is routed again after its writer stopped under it.
+const ROUTE_ATTEMPTS: u8 = 3;
+
+/// Route an append to the writer of `site`, starting one if needed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct AppendFor {
+    /// The logfile name (site path).
+    pub site: SitePath,
+    /// A validated queue ID.
+    pub queue_id: String,
+    attempt: u8,
+}
+
+impl AppendFor {
+    /// Append `queue_id` to the log of `site`.
+    pub fn new(site: SitePath, queue_id: impl Into<String>) -> AppendFor {
+        AppendFor {
+            site,
+            queue_id: queue_id.into(),
+            attempt: 0,
+        }
+    }
+
+    pub(super) fn retry(mut self) -> Result<AppendFor, ActorError> {
+        self.attempt += 1;
+        (self.attempt < ROUTE_ATTEMPTS)
+            .then_some(self)
+            .ok_or(ActorError::Worker("log writer kept stopping"))
+    }
+}
+
+/// Route a delivery to the writer of `site`, starting one if needed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<MoveReport, ActorError>")]
+pub struct DeliverFor {
+    /// The logfile name (site path).
+    pub site: SitePath,
+    /// Send-site or refresh.
+    pub how: DeliverHow,
+    attempt: u8,
+}
+
+impl DeliverFor {
+    /// Deliver the log of `site`.
+    pub fn new(site: SitePath, how: DeliverHow) -> DeliverFor {
+        DeliverFor {
+            site,
+            how,
+            attempt: 0,
+        }
+    }
+
+    pub(super) fn retry(mut self) -> Result<DeliverFor, ActorError> {
+        self.attempt += 1;
+        (self.attempt < ROUTE_ATTEMPTS)
+            .then_some(self)
+            .ok_or(ActorError::Worker("log writer kept stopping"))
+    }
+}
+
+/// A writer tells the registry that it has been idle for `max_idle`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WriterIdle {
+    /// Which log.
+    pub site: SitePath,
+    /// Which writer (a newer one may already serve the same site).
+    pub writer: Addr<LogWriter>,
+}
+
+/// Close every writer's log (shutdown); answered when all are closed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
