@@ -10,11 +10,14 @@
 pub mod config;
 pub mod domains;
 mod error;
+pub mod gateway;
 pub mod janitor;
 pub mod logfile;
 pub mod matcher;
 pub mod queue;
+pub mod server;
 pub mod stats;
 pub mod trigger;
+pub mod writer;
 
 pub use error::ActorError;

@@ -2,7 +2,7 @@
 //!
 //! Two protocols carry the same requests of Postfix's fast flush service
 //! (`src/flush/flush.c`, `src/global/flush_clnt.c`):
-//! - [`line`]: flushd's own persistent, pipelined line protocol;
+//! - [`mod@line`]: flushd's own persistent, pipelined line protocol;
 //! - [`attr`]: Postfix's attribute lists (`attr_print0`/`attr_scan0`) as
 //!   spoken on `public/flush` by smtpd, postqueue and the delivery agents.
 //!

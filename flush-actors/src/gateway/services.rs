@@ -1,0 +1,104 @@
+//! `Services`: how one decoded request is carried out by the actors.
+//!
+//! Both protocols decode into the same [`Request`]; this is the one place
+//! that turns a request into messages (matcher, then writer registry, queue
+//! trigger or janitor) and their outcome into a [`Reply`].
+
+use crate::domains::Verdict;
+use crate::janitor::{Janitor, JanitorStats, StartSweep, Sweep};
+use crate::matcher::{DomainMatcher, MatchSite, MatcherStats};
+use crate::stats::{StatsCollector, Tracked};
+use crate::trigger::{QueueTrigger, SendOneFile, TriggerStats};
+use crate::writer::{AppendFor, DeliverFor, DeliverHow, WriterRegistry, WriterStats};
+use crate::ActorError;
+use actix::Addr;
+use flush_proto::{Reply, Request, Status};
+
+/// Addresses of the actors a request may need.
+#[derive(Clone)]
+pub struct Services {
+    /// Decides eligibility and the logfile name.
+    pub matcher: Tracked<DomainMatcher, MatcherStats>,
+    /// Routes appends and deliveries to log writers.
+    pub registry: Tracked<WriterRegistry, WriterStats>,
+    /// Moves single queue files (send_file).
+    pub trigger: Tracked<QueueTrigger, TriggerStats>,
+    /// Runs refresh and purge.
+    pub janitor: Tracked<Janitor, JanitorStats>,
+    /// Builds the stats dump.
+    pub stats: Addr<StatsCollector>,
+}
+
+impl Services {
+    /// Carries out one request and says how it went.
+    pub async fn execute(&self, request: Request) -> Reply {
+        let result = match request {
+            Request::Add(add) => self.add(add.site, add.queue_id).await,
+            Request::SendSite(send) => self.send_site(send.site).await,
+            Request::SendFile(send) => self.send_file(send.queue_id).await,
+            Request::Refresh(_) => self.sweep(Sweep::Refresh, "request").await,
+            Request::Purge(_) => self.sweep(Sweep::Purge, "request").await,
+            Request::Stats(_) => self.stats().await,
+        };
+        result.unwrap_or_else(|e| Reply::new(Status::Fail, e.to_string()))
+    }
+
+    /// master(8)'s wakeup: a refresh, as flush(8) does.
+    pub async fn wakeup(&self) -> Reply {
+        self.sweep(Sweep::Refresh, "wakeup")
+            .await
+            .unwrap_or_else(|e| Reply::new(Status::Fail, e.to_string()))
+    }
+
+    async fn add(&self, site: String, queue_id: String) -> Result<Reply, ActorError> {
+        let path = match self.matcher.send(MatchSite { site }).await? {
+            Verdict::Eligible(path) => path,
+            refused => return Ok(refusal(refused)),
+        };
+        self.registry.send(AppendFor::new(path, queue_id)).await??;
+        Ok(Reply::ok())
+    }
+
+    async fn send_site(&self, site: String) -> Result<Reply, ActorError> {
+        let path = match self.matcher.send(MatchSite { site }).await? {
+            Verdict::Eligible(path) => path,
+            refused => return Ok(refusal(refused)),
+        };
+        let report = self
+            .registry
+            .send(DeliverFor::new(path, DeliverHow::SendSite))
+            .await??;
+        Ok(Reply::new(
+            Status::Ok,
+            format!("{} queued", report.moved + report.already_incoming),
+        ))
+    }
+
+    async fn send_file(&self, queue_id: String) -> Result<Reply, ActorError> {
+        let report = self.trigger.send(SendOneFile { queue_id }).await??;
+        Ok(Reply::new(
+            Status::Ok,
+            format!("{} queued", report.moved + report.already_incoming),
+        ))
+    }
+
+    async fn sweep(&self, sweep: Sweep, cause: &'static str) -> Result<Reply, ActorError> {
+        self.janitor.send(StartSweep { sweep, cause }).await?;
+        Ok(Reply::ok())
+    }
+
+    async fn stats(&self) -> Result<Reply, ActorError> {
+        let json = self.stats.send(crate::stats::Dump).await?;
+        Ok(Reply::new(Status::Ok, json))
+    }
+}
+
+/// The reply to a site that is not eligible.
+fn refusal(verdict: Verdict) -> Reply {
+    match verdict {
+        Verdict::Eligible(_) => Reply::ok(),
+        Verdict::Deny(why) => Reply::new(Status::Deny, why),
+        Verdict::Fail(why) => Reply::new(Status::Fail, why),
+        Verdict::Bad(why) => Reply::new(Status::Bad, why),
+    }
+}

@@ -1,0 +1,262 @@
+//! `Session`: one client connection, for either protocol.
+//!
+//! Requests are decoded as they arrive and carried out concurrently (so that
+//! pipelined appends share a write), while replies leave strictly in request
+//! order: each request's reply future joins a `FuturesOrdered`, and one pump
+//! writes finished replies to the socket in turn. Both sides are bounded:
+//! past `max_inflight` requests, or a full output buffer, the session stops
+//! reading (`ctx.wait`) until the client has caught up.
+
+use super::protocol::Protocol;
+use super::{Finish, Gateway, SessionClosed, SessionOpened};
+use actix::prelude::*;
+use bytes::{Buf, BytesMut};
+use flush_proto::ProtoError;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::{Decoder, FramedRead};
+
+/// Requests one connection may have in flight before it stops reading.
+pub const MAX_INFLIGHT: usize = 1024;
+
+/// Output buffered for a slow reader before the session stops reading.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// A socket's read half, boxed so one session type serves UNIX and TCP.
+pub type ReadHalf = Box<dyn AsyncRead + Unpin>;
+/// A socket's write half.
+pub type WriteHalf = Box<dyn AsyncWrite + Unpin>;
+
+/// One client connection.
+pub struct Session<P: Protocol> {
+    id: u64,
+    protocol: P,
+    gateway: Addr<Gateway>,
+    writer: Pin<WriteHalf>,
+    out: BytesMut,
+    inflight: FuturesOrdered<LocalBoxFuture<'static, Option<bytes::Bytes>>>,
+    pumping: bool,
+    /// No more requests will be read (EOF, one-request protocol, shutdown).
+    closing: bool,
+    requests: u64,
+    read_handle: Option<SpawnHandle>,
+    reader: Option<FramedRead<ReadHalf, P::Codec>>,
+    last_active: Instant,
+    idle_timeout: Duration,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<P: Protocol> Session<P> {
+    /// A session on an accepted connection; `permit` is its place under the
+    /// connection limit, given back when the session ends.
+    pub fn new(
+        id: u64,
+        protocol: P,
+        gateway: Addr<Gateway>,
+        (reader, writer): (ReadHalf, WriteHalf),
+        idle_timeout: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> Session<P> {
+        let codec = protocol.codec();
+        Session {
+            id,
+            protocol,
+            gateway,
+            writer: Box::into_pin(writer),
+            out: BytesMut::new(),
+            inflight: FuturesOrdered::new(),
+            pumping: false,
+            closing: false,
+            requests: 0,
+            read_handle: None,
+            reader: Some(FramedRead::new(reader, codec)),
+            last_active: Instant::now(),
+            idle_timeout,
+            _permit: permit,
+        }
+    }
+
+    /// Writes finished replies in order. Ready when nothing is left to write
+    /// (or the peer is gone); Pending while waiting on a reply or the socket.
+    fn pump(&mut self, task: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            while !self.out.is_empty() {
+                match self.writer.as_mut().poll_write(task, &self.out) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        log::debug!("session {}: peer gone while writing", self.id);
+                        self.out.clear();
+                        self.inflight = FuturesOrdered::new();
+                        self.closing = true;
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(n)) => self.out.advance(n),
+                    Poll::Pending => break,
+                }
+            }
+            if self.out.len() >= OUT_HIGH_WATER {
+                return Poll::Pending;
+            }
+            match self.inflight.poll_next_unpin(task) {
+                Poll::Ready(Some(Some(bytes))) => {
+                    self.last_active = Instant::now();
+                    self.out.extend_from_slice(&bytes);
+                }
+                Poll::Ready(Some(None)) => {}
+                Poll::Ready(None) if self.out.is_empty() => return Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn start_pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.pumping {
+            self.pumping = true;
+            ctx.spawn(Pump { relieve_at: None });
+        }
+    }
+
+    /// Stops reading: the current requests are answered, then the session ends.
+    fn stop_reading(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        if let Some(handle) = self.read_handle.take() {
+            ctx.cancel_future(handle);
+        }
+        self.finish_if_done(ctx);
+    }
+
+    fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
+        if self.closing && !self.pumping && self.inflight.is_empty() && self.out.is_empty() {
+            ctx.stop();
+        }
+    }
+}
+
+/// Drives [`Session::pump`] as an actor future. With `relieve_at`, it is the
+/// backpressure wait: done once fewer requests are in flight than that.
+struct Pump {
+    relieve_at: Option<usize>,
+}
+
+impl<P: Protocol> ActorFuture<Session<P>> for Pump {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Session<P>,
+        ctx: &mut Context<Session<P>>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let drained = act.pump(task).is_ready();
+        match self.relieve_at {
+            Some(limit) => {
+                if drained || (act.inflight.len() < limit && act.out.len() < OUT_HIGH_WATER) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+            None if drained => {
+                act.pumping = false;
+                act.finish_if_done(ctx);
+                Poll::Ready(())
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<P: Protocol> Actor for Session<P> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            self.read_handle = Some(ctx.add_stream(reader));
+        }
+        self.protocol.greeting(&mut self.out);
+        if !self.out.is_empty() {
+            self.start_pump(ctx);
+        }
+        self.gateway.do_send(SessionOpened {
+            id: self.id,
+            finish: ctx.address().recipient(),
+        });
+        let tick =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        ctx.run_interval(tick, |act, ctx| {
+            if act.inflight.is_empty() && act.last_active.elapsed() >= act.idle_timeout {
+                log::info!(
+                    "session {}: idle for {:?}, closing",
+                    act.id,
+                    act.idle_timeout
+                );
+                act.out.clear();
+                act.closing = true;
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        log::debug!(
+            "session {} ({}): closed after {} requests",
+            self.id,
+            P::NAME,
+            self.requests
+        );
+        self.gateway.do_send(SessionClosed {
+            id: self.id,
+            protocol: P::NAME,
+        });
+    }
+}
+
+type Decoded<P> = Result<<<P as Protocol>::Codec as Decoder>::Item, ProtoError>;
+
+impl<P: Protocol> StreamHandler<Decoded<P>> for Session<P> {
+    fn handle(&mut self, item: Decoded<P>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.last_active = Instant::now();
+        match item {
+            Ok(item) => {
+                self.requests += 1;
+                let reply = self.protocol.respond(item, self.id);
+                self.inflight.push_back(reply);
+                self.start_pump(ctx);
+                if P::ONE_REQUEST {
+                    self.stop_reading(ctx);
+                } else if self.inflight.len() >= MAX_INFLIGHT || self.out.len() >= OUT_HIGH_WATER {
+                    ctx.wait(Pump {
+                        relieve_at: Some(MAX_INFLIGHT / 2),
+                    });
+                }
+            }
+            Err(e) => {
+                log::info!("session {} ({}): {e}", self.id, P::NAME);
+                self.protocol.stream_error(&e, &mut self.out);
+                self.start_pump(ctx);
+                self.stop_reading(ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.read_handle = None;
+        self.closing = true;
+        self.finish_if_done(ctx);
+    }
+}
+
+impl<P: Protocol> Handler<Finish> for Session<P> {
+    type Result = ();
+
+    fn handle(&mut self, _: Finish, ctx: &mut Context<Self>) {
+        self.stop_reading(ctx);
+    }
+}

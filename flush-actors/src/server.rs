@@ -1,0 +1,221 @@
+//! Wiring: start every actor for one queue directory, and stop them in order.
+//!
+//! `flush-bin` parses arguments and configuration, binds nothing itself, and
+//! calls [`start`]; tests call it the same way.
+
+use crate::config::Config;
+use crate::domains::DomainError;
+use crate::gateway::{
+    self, Bound, Gateway, GatewayStats, ListenAddr, Listener, Services, Shared, StopGateway,
+};
+use crate::janitor::{Janitor, JanitorSettings, JanitorStats};
+use crate::matcher::{DomainMatcher, MatcherStats, Reload};
+use crate::queue::QueueLayout;
+use crate::stats::{Report, StatsCollector, Tracked};
+use crate::trigger::{self, TriggerStats};
+use crate::writer::{CloseAll, OpenFileBudget, WriterRegistry, WriterStats};
+use actix::prelude::*;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long shutdown waits for sessions to answer what they have read.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What to serve, besides the configuration.
+#[derive(Debug)]
+pub struct ServerOptions {
+    /// The validated configuration.
+    pub config: Config,
+    /// Line-protocol listeners.
+    pub listen: Vec<ListenAddr>,
+    /// Postfix-protocol listeners (UNIX socket paths).
+    pub postfix_listen: Vec<PathBuf>,
+    /// A Postfix-protocol socket inherited from master(8).
+    pub inherited_postfix: Option<std::os::unix::net::UnixListener>,
+    /// Longest line-protocol request.
+    pub max_line: usize,
+    /// Arbiters (threads) that run log writers.
+    pub writer_threads: usize,
+    /// Logfiles kept open between requests.
+    pub max_open_logs: usize,
+}
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// `fast_flush_domains` could not be loaded.
+    #[error("fast_flush_domains: {0}")]
+    Domains(#[from] DomainError),
+    /// A listener could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    gateway: Addr<Gateway>,
+    registry: Addr<WriterRegistry>,
+    matcher: Addr<DomainMatcher>,
+    arbiters: Vec<Arbiter>,
+}
+
+/// Starts every actor on the current actix system.
+///
+/// # Errors
+/// The domain list cannot be loaded or a listener cannot be bound; nothing is
+/// left running then.
+pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
+    let config = &options.config;
+    let mut listeners = Vec::new();
+    for addr in &options.listen {
+        listeners.push(Listener::Line(bind_or_explain(addr).await?));
+    }
+    for path in &options.postfix_listen {
+        let addr = ListenAddr::Unix(path.clone());
+        listeners.push(Listener::Postfix(bind_or_explain(&addr).await?));
+    }
+    if let Some(std_listener) = options.inherited_postfix {
+        let bound = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
+            .map_err(|source| StartError::Bind {
+                addr: "inherited socket".into(),
+                source,
+            })?;
+        // Not ours to remove: master(8) owns the path.
+        listeners.push(Listener::Postfix(Bound::Unix(bound, PathBuf::new())));
+    }
+
+    let matcher_stats = Arc::new(MatcherStats::default());
+    let matcher = DomainMatcher::new(config, Arc::clone(&matcher_stats))?.start();
+
+    let layout = QueueLayout::new(
+        config.queue_directory.clone(),
+        &config.hash_queue_names,
+        config.hash_queue_depth,
+    );
+    let flush_dir = layout.flush_dir();
+    let trigger_stats = Arc::new(TriggerStats::default());
+    let trigger = Tracked::new(
+        trigger::start(layout, Arc::clone(&trigger_stats)),
+        Arc::clone(&trigger_stats),
+        |s: &TriggerStats| &s.mailbox,
+    );
+
+    let arbiters: Vec<Arbiter> = (0..options.writer_threads.max(1))
+        .map(|_| Arbiter::new())
+        .collect();
+    let writer_stats = Arc::new(WriterStats::default());
+    let registry = WriterRegistry::new(
+        flush_dir.clone(),
+        arbiters.iter().map(Arbiter::handle).collect(),
+        trigger.clone(),
+        OpenFileBudget::new(options.max_open_logs),
+        config.max_idle,
+        Arc::clone(&writer_stats),
+    )
+    .start();
+    let registry_tracked = Tracked::new(
+        registry.clone(),
+        Arc::clone(&writer_stats),
+        |s: &WriterStats| &s.registry,
+    );
+
+    let janitor_stats = Arc::new(JanitorStats::default());
+    let janitor = Janitor::new(
+        JanitorSettings {
+            flush_dir,
+            refresh_time: config.fast_flush_refresh_time,
+            purge_time: config.fast_flush_purge_time,
+            refresh_interval: config.flush_refresh_interval,
+        },
+        registry_tracked.clone(),
+        Arc::clone(&janitor_stats),
+    )
+    .start();
+
+    let gateway_stats = Arc::new(GatewayStats::default());
+    let sections: Vec<(&'static str, Arc<dyn Report>)> = vec![
+        ("gateway", gateway_stats.clone()),
+        ("matcher", matcher_stats.clone()),
+        ("writers", writer_stats.clone()),
+        ("trigger", trigger_stats.clone()),
+        ("janitor", janitor_stats.clone()),
+    ];
+    let stats = StatsCollector::new(sections, config.queue_directory.clone()).start();
+
+    let services = Services {
+        matcher: Tracked::new(matcher.clone(), matcher_stats, |s: &MatcherStats| {
+            &s.mailbox
+        }),
+        registry: registry_tracked,
+        trigger,
+        janitor: Tracked::new(janitor, janitor_stats, |s: &JanitorStats| &s.mailbox),
+        stats,
+    };
+    let shared = Shared {
+        services: Rc::new(services),
+        stats: gateway_stats,
+    };
+    let gateway = Gateway::new(
+        listeners,
+        shared,
+        options.max_line,
+        config.flush_max_connections,
+        config.ipc_timeout,
+    )
+    .start();
+    Ok(Server {
+        gateway,
+        registry,
+        matcher,
+        arbiters,
+    })
+}
+
+async fn bind_or_explain(addr: &ListenAddr) -> Result<Bound, StartError> {
+    let bound = gateway::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    log::info!("listening on {addr}");
+    Ok(bound)
+}
+
+impl Server {
+    /// Re-reads `fast_flush_domains` (SIGHUP).
+    pub fn reload(&self) {
+        self.matcher.do_send(Reload);
+    }
+
+    /// Stops accepting, lets sessions answer what they have read, writes and
+    /// closes every log, then stops the writer threads.
+    pub async fn shutdown(self) {
+        let _ = self
+            .gateway
+            .send(StopGateway {
+                grace: SHUTDOWN_GRACE,
+            })
+            .await;
+        let _ = self.registry.send(CloseAll).await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        for arbiter in self.arbiters {
+            let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+        }
+        log::info!("all logs closed");
+    }
+}
