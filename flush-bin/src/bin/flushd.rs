@@ -1,1 +1,138 @@
-fn main() {}
+//! `flushd`: the fast flush daemon.
+//!
+//! Reads Postfix's main.cf, validates it in full, takes the queue
+//! directory's lock, starts the actors and serves until SIGTERM or SIGINT;
+//! SIGHUP reloads `fast_flush_domains`.
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use flush_actors::config::{parse_override, Config};
+use flush_actors::gateway::ListenAddr;
+use flush_actors::server::{self, ServerOptions};
+use flush_bin::{demo, queue_lock};
+use flush_proto::line::DEFAULT_MAX_LINE;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command line of flushd.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flushd",
+    version,
+    about = "Fast flush server for Postfix mail queues"
+)]
+struct Args {
+    /// Postfix configuration directory (main.cf is read from it; a missing file means defaults).
+    #[arg(short = 'c', long = "config-dir", default_value = "/etc/postfix")]
+    config_dir: PathBuf,
+    /// Override a main.cf parameter, as every Postfix daemon accepts.
+    #[arg(short = 'o', value_name = "NAME=VALUE")]
+    overrides: Vec<String>,
+    /// Line-protocol listener: unix:/path or host:port (repeatable).
+    /// Default: unix:$queue_directory/public/flush.line.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Postfix-protocol listener (repeatable). Default: $queue_directory/public/flush.
+    #[arg(long = "postfix-listen", value_name = "PATH")]
+    postfix_listen: Vec<PathBuf>,
+    /// Do not listen for Postfix clients (run beside Postfix's own flush(8)).
+    #[arg(long = "no-postfix-listen", conflicts_with = "postfix_listen")]
+    no_postfix_listen: bool,
+    /// Run on a demo queue directory (created if missing) where example.com is eligible.
+    #[arg(long)]
+    demo: Option<Option<PathBuf>>,
+    /// Longest line-protocol request, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE)]
+    max_line: usize,
+    /// Threads that write logfiles (default: one per core).
+    #[arg(long)]
+    writer_threads: Option<usize>,
+    /// Logfiles kept open between requests.
+    #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS)]
+    max_open_logs: usize,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flushd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let mut overrides = Vec::new();
+    for spec in &args.overrides {
+        overrides.push(parse_override(spec)?);
+    }
+    let config_dir = match &args.demo {
+        Some(dir) => demo::prepare(dir.clone())?,
+        None => args.config_dir.clone(),
+    };
+    let config = Config::load(&config_dir, &overrides)?;
+    let queue = config.queue_directory.clone();
+    if !queue.is_dir() {
+        bail!(
+            "queue_directory {}: not a readable directory",
+            queue.display()
+        );
+    }
+    std::fs::read_dir(&queue).with_context(|| format!("queue_directory {}", queue.display()))?;
+    queue_lock::ensure_flush_dir(&queue)?;
+    let _lock = queue_lock::acquire(&queue)?;
+    queue_lock::raise_open_file_limit();
+
+    let listen = if args.listen.is_empty() {
+        vec![ListenAddr::Unix(queue.join("public/flush.line"))]
+    } else {
+        args.listen
+            .iter()
+            .map(|s| ListenAddr::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?
+    };
+    let postfix_listen = match (args.no_postfix_listen, args.postfix_listen.is_empty()) {
+        (true, _) => Vec::new(),
+        (false, true) => vec![queue.join("public/flush")],
+        (false, false) => args.postfix_listen.clone(),
+    };
+    let writer_threads = args
+        .writer_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = ServerOptions {
+        config,
+        listen,
+        postfix_listen,
+        inherited_postfix: None,
+        max_line: args.max_line,
+        writer_threads,
+        max_open_logs: args.max_open_logs,
+    };
+    actix_rt::System::new().block_on(serve(options))
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+async fn serve(options: ServerOptions) -> Result<()> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let server = server::start(options).await?;
+    log::info!("flushd {} ready", env!("CARGO_PKG_VERSION"));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading fast_flush_domains");
+                server.reload();
+            }
+        }
+    }
+    log::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
