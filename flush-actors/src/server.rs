@@ -65,7 +65,7 @@ pub enum StartError {
 pub struct Server {
     gateway: Addr<Gateway>,
     registry: Addr<WriterRegistry>,
-    matcher: Addr<DomainMatcher>,
+    matcher: Tracked<DomainMatcher, MatcherStats>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -154,10 +154,9 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     ];
     let stats = StatsCollector::new(sections, config.queue_directory.clone()).start();
 
+    let matcher = Tracked::new(matcher, matcher_stats, |s: &MatcherStats| &s.mailbox);
     let services = Services {
-        matcher: Tracked::new(matcher.clone(), matcher_stats, |s: &MatcherStats| {
-            &s.mailbox
-        }),
+        matcher: matcher.clone(),
         registry: registry_tracked,
         trigger,
         janitor: Tracked::new(janitor, janitor_stats, |s: &JanitorStats| &s.mailbox),
@@ -195,9 +194,14 @@ async fn bind_or_explain(addr: &ListenAddr) -> Result<Bound, StartError> {
 }
 
 impl Server {
-    /// Re-reads `fast_flush_domains` (SIGHUP).
+    /// Re-reads `fast_flush_domains` (SIGHUP); the matcher logs the outcome.
     pub fn reload(&self) {
-        self.matcher.do_send(Reload);
+        let reload = self.matcher.send(Reload);
+        actix_rt::spawn(async move {
+            if let Ok(Err(e)) = reload.await {
+                log::warn!("reload: {e}");
+            }
+        });
     }
 
     /// Stops accepting, lets sessions answer what they have read, writes and

@@ -1,0 +1,229 @@
+//! The log writers and their registry, with a real queue trigger, on a
+//! temporary queue directory: appends, de-duplication, deliveries racing
+//! appends, idle retirement and shutdown.
+#![allow(clippy::unwrap_used)]
+
+use actix::prelude::*;
+use flush_actors::domains::SitePath;
+use flush_actors::queue::layout::{DEFERRED, INCOMING};
+use flush_actors::queue::QueueLayout;
+use flush_actors::stats::Tracked;
+use flush_actors::trigger::{self, TriggerStats};
+use flush_actors::writer::{
+    AppendFor, CloseAll, DeliverFor, DeliverHow, OpenFileBudget, WriterRegistry, WriterStats,
+};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    layout: QueueLayout,
+    registry: Addr<WriterRegistry>,
+    stats: Arc<WriterStats>,
+    _arbiters: Vec<Arbiter>,
+}
+
+fn start(max_idle: Duration, max_open: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["deferred", "incoming", "flush", "public"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let names = vec!["deferred".to_string()];
+    let layout = QueueLayout::new(dir.path(), &names, 1);
+    let trigger_stats = Arc::new(TriggerStats::default());
+    let trigger = Tracked::new(
+        trigger::start(layout.clone(), Arc::clone(&trigger_stats)),
+        trigger_stats,
+        |s: &TriggerStats| &s.mailbox,
+    );
+    let arbiters = vec![Arbiter::new(), Arbiter::new()];
+    let stats = Arc::new(WriterStats::default());
+    let registry = WriterRegistry::new(
+        layout.flush_dir(),
+        arbiters.iter().map(Arbiter::handle).collect(),
+        trigger,
+        OpenFileBudget::new(max_open),
+        max_idle,
+        Arc::clone(&stats),
+    )
+    .start();
+    Fixture {
+        dir,
+        layout,
+        registry,
+        stats,
+        _arbiters: arbiters,
+    }
+}
+
+fn site(name: &str) -> SitePath {
+    SitePath::from_file_name(name).unwrap()
+}
+
+fn log_lines(dir: &Path, site: &str) -> Vec<String> {
+    fs::read_to_string(dir.join("flush").join(site))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn defer(layout: &QueueLayout, id: &str) {
+    let path = layout.path(DEFERRED, id);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"queue file").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[actix::test]
+async fn appends_land_in_the_log_once() {
+    let f = start(Duration::from_secs(100), 10);
+    let mut pending = Vec::new();
+    for id in ["A1", "A2", "A1", "A3", "A2"] {
+        pending.push(f.registry.send(AppendFor::new(site("relay_test"), id)));
+    }
+    for request in pending {
+        request.await.unwrap().unwrap();
+    }
+    assert_eq!(log_lines(f.dir.path(), "relay_test"), ["A1", "A2", "A3"]);
+    assert_eq!(f.stats.appends.get(), 3);
+    assert_eq!(f.stats.duplicates_skipped.get(), 2);
+    let mode = fs::metadata(f.dir.path().join("flush/relay_test"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[actix::test]
+async fn a_burst_of_appends_shares_write_calls() {
+    let f = start(Duration::from_secs(100), 10);
+    let requests: Vec<_> = (0..500)
+        .map(|i| {
+            f.registry
+                .send(AppendFor::new(site("burst_test"), format!("B{i:X}")))
+        })
+        .collect();
+    for request in requests {
+        request.await.unwrap().unwrap();
+    }
+    assert_eq!(log_lines(f.dir.path(), "burst_test").len(), 500);
+    assert!(
+        f.stats.write_batches.get() < 500,
+        "{} write calls for 500 appends",
+        f.stats.write_batches.get()
+    );
+}
+
+#[actix::test]
+async fn delivery_moves_files_and_truncates_and_later_appends_survive() {
+    let f = start(Duration::from_secs(100), 10);
+    for id in ["C1", "C2", "C3"] {
+        defer(&f.layout, id);
+        f.registry
+            .send(AppendFor::new(site("d_test"), id))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Queue a delivery and, right behind it, appends that must not be lost.
+    let delivery = f
+        .registry
+        .send(DeliverFor::new(site("d_test"), DeliverHow::SendSite));
+    let late: Vec<_> = ["C4", "C5"]
+        .iter()
+        .map(|id| f.registry.send(AppendFor::new(site("d_test"), *id)))
+        .collect();
+    let report = delivery.await.unwrap().unwrap();
+    for request in late {
+        request.await.unwrap().unwrap();
+    }
+    assert_eq!(report.moved, 3);
+    for id in ["C1", "C2", "C3"] {
+        assert!(
+            f.layout.path(INCOMING, id).exists(),
+            "{id} not in incoming/"
+        );
+        assert!(!f.layout.path(DEFERRED, id).exists(), "{id} still deferred");
+    }
+    assert_eq!(log_lines(f.dir.path(), "d_test"), ["C4", "C5"]);
+}
+
+#[actix::test]
+async fn delivering_a_site_without_a_log_creates_nothing() {
+    let f = start(Duration::from_secs(100), 10);
+    let report = f
+        .registry
+        .send(DeliverFor::new(site("nobody_test"), DeliverHow::SendSite))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.moved, 0);
+    assert!(!f.dir.path().join("flush/nobody_test").exists());
+}
+
+#[actix::test]
+async fn writers_beyond_the_open_file_budget_still_write() {
+    let f = start(Duration::from_secs(100), 2);
+    for i in 0..6 {
+        f.registry
+            .send(AppendFor::new(site(&format!("s{i}_test")), "E1"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for i in 0..6 {
+        assert_eq!(log_lines(f.dir.path(), &format!("s{i}_test")), ["E1"]);
+    }
+    assert!(
+        f.stats.open_files.get() <= 2,
+        "open files {}",
+        f.stats.open_files.get()
+    );
+}
+
+#[actix::test]
+async fn idle_writers_retire_and_new_work_starts_a_new_writer() {
+    let f = start(Duration::from_millis(200), 10);
+    for i in 0..3 {
+        f.registry
+            .send(AppendFor::new(site(&format!("idle{i}_test")), "F1"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(f.stats.live_writers.get(), 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.stats.live_writers.get() > 0 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(f.stats.live_writers.get(), 0);
+    assert_eq!(f.stats.open_files.get(), 0);
+    f.registry
+        .send(AppendFor::new(site("idle0_test"), "F2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log_lines(f.dir.path(), "idle0_test"), ["F1", "F2"]);
+    assert_eq!(f.stats.writers_started.get(), 4);
+}
+
+#[actix::test]
+async fn close_all_writes_everything_and_stops_the_writers() {
+    let f = start(Duration::from_secs(100), 10);
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            f.registry
+                .send(AppendFor::new(site("close_test"), format!("G{i}")))
+        })
+        .collect();
+    for request in requests {
+        request.await.unwrap().unwrap();
+    }
+    f.registry.send(CloseAll).await.unwrap();
+    assert_eq!(f.stats.live_writers.get(), 0);
+    assert_eq!(log_lines(f.dir.path(), "close_test").len(), 50);
+}
