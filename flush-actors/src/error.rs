@@ -35,3 +35,19 @@ impl ActorError {
         }
     }
 }
+
+/// One failure answers every request of a batch, so errors must be copyable;
+/// an I/O error keeps its kind and message.
+impl Clone for ActorError {
+    fn clone(&self) -> ActorError {
+        match self {
+            ActorError::Mailbox(e) => ActorError::Mailbox(*e),
+            ActorError::Io { what, source } => ActorError::Io {
+                what: what.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            ActorError::Worker(why) => ActorError::Worker(why),
+            ActorError::Config(why) => ActorError::Config(why.clone()),
+        }
+    }
+}

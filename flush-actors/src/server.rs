@@ -6,7 +6,8 @@
 use crate::config::Config;
 use crate::domains::DomainError;
 use crate::gateway::{
-    self, Bound, Gateway, GatewayStats, ListenAddr, Listener, Services, Shared, StopGateway,
+    self, AddBatcher, Bound, Gateway, GatewayStats, ListenAddr, Listener, Services, Shared,
+    StopGateway,
 };
 use crate::janitor::{Janitor, JanitorSettings, JanitorStats};
 use crate::matcher::{DomainMatcher, MatcherStats, Reload};
@@ -156,6 +157,7 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
 
     let matcher = Tracked::new(matcher, matcher_stats, |s: &MatcherStats| &s.mailbox);
     let services = Services {
+        adds: AddBatcher::new(matcher.clone(), registry_tracked.clone()),
         matcher: matcher.clone(),
         registry: registry_tracked,
         trigger,

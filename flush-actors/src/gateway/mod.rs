@@ -3,11 +3,13 @@
 //! and at shutdown stops accepting, lets every session answer what it has
 //! read, and removes its UNIX sockets.
 
+mod batch;
 pub mod listener;
 pub mod protocol;
 pub mod services;
 pub mod session;
 
+pub use batch::AddBatcher;
 pub use listener::{bind, Bound, ListenAddr};
 pub use protocol::{LineProtocol, PostfixProtocol, Shared};
 pub use services::Services;

@@ -4,19 +4,23 @@
 //! that turns a request into messages (matcher, then writer registry, queue
 //! trigger or janitor) and their outcome into a [`Reply`].
 
+use super::batch::AddBatcher;
 use crate::domains::Verdict;
 use crate::janitor::{Janitor, JanitorStats, StartSweep, Sweep};
 use crate::matcher::{DomainMatcher, MatchSite, MatcherStats};
 use crate::stats::{StatsCollector, Tracked};
 use crate::trigger::{QueueTrigger, SendOneFile, TriggerStats};
-use crate::writer::{AppendFor, DeliverFor, DeliverHow, WriterRegistry, WriterStats};
+use crate::writer::{DeliverFor, DeliverHow, WriterRegistry, WriterStats};
 use crate::ActorError;
 use actix::Addr;
 use flush_proto::{Reply, Request, Status};
+use std::rc::Rc;
 
 /// Addresses of the actors a request may need.
 #[derive(Clone)]
 pub struct Services {
+    /// Collects adds so that they travel in batches.
+    pub adds: Rc<AddBatcher>,
     /// Decides eligibility and the logfile name.
     pub matcher: Tracked<DomainMatcher, MatcherStats>,
     /// Routes appends and deliveries to log writers.
@@ -33,7 +37,7 @@ impl Services {
     /// Carries out one request and says how it went.
     pub async fn execute(&self, request: Request) -> Reply {
         let result = match request {
-            Request::Add(add) => self.add(add.site, add.queue_id).await,
+            Request::Add(add) => Ok(self.adds.add(add.site, add.queue_id).await),
             Request::SendSite(send) => self.send_site(send.site).await,
             Request::SendFile(send) => self.send_file(send.queue_id).await,
             Request::Refresh(_) => self.sweep(Sweep::Refresh, "request").await,
@@ -48,15 +52,6 @@ impl Services {
         self.sweep(Sweep::Refresh, "wakeup")
             .await
             .unwrap_or_else(|e| Reply::new(Status::Fail, e.to_string()))
-    }
-
-    async fn add(&self, site: String, queue_id: String) -> Result<Reply, ActorError> {
-        let path = match self.matcher.send(MatchSite { site }).await? {
-            Verdict::Eligible(path) => path,
-            refused => return Ok(refusal(refused)),
-        };
-        self.registry.send(AppendFor::new(path, queue_id)).await??;
-        Ok(Reply::ok())
     }
 
     async fn send_site(&self, site: String) -> Result<Reply, ActorError> {
@@ -94,7 +89,7 @@ impl Services {
 }
 
 /// The reply to a site that is not eligible.
-fn refusal(verdict: Verdict) -> Reply {
+pub(super) fn refusal(verdict: Verdict) -> Reply {
     match verdict {
         Verdict::Eligible(_) => Reply::ok(),
         Verdict::Deny(why) => Reply::new(Status::Deny, why),

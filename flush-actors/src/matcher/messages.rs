@@ -22,6 +22,15 @@ impl MatchSite {
     }
 }
 
+/// Decide about many sites at once (the adds a gateway collected in one
+/// go); the verdicts come back in the same order.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Verdict>")]
+pub struct MatchSites {
+    /// The destinations as the clients sent them.
+    pub sites: Vec<String>,
+}
+
 /// Re-read main.cf (with the `-o` overrides) and the files the list reads,
 /// and swap the new list in whole. A broken new list is an error; the old
 /// list keeps serving. The daemon sends this on SIGHUP; the matcher also

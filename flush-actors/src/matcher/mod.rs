@@ -13,7 +13,7 @@
 pub mod messages;
 pub mod watch;
 
-pub use messages::{MatchSite, Reload};
+pub use messages::{MatchSite, MatchSites, Reload};
 pub use watch::Watched;
 
 use crate::config::Config;
@@ -290,6 +290,24 @@ impl Handler<MatchSite> for DomainMatcher {
         let verdict = self.list.verdict(&msg.site);
         self.count(&verdict);
         MessageResult(verdict)
+    }
+}
+
+impl Handler<MatchSites> for DomainMatcher {
+    type Result = MessageResult<MatchSites>;
+
+    fn handle(&mut self, msg: MatchSites, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.mailbox.handled();
+        let verdicts = msg
+            .sites
+            .iter()
+            .map(|site| {
+                let verdict = self.list.verdict(site);
+                self.count(&verdict);
+                verdict
+            })
+            .collect();
+        MessageResult(verdicts)
     }
 }
 

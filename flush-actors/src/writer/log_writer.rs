@@ -14,7 +14,7 @@
 //! the truncation so that none is lost.
 
 use super::budget::FileSlot;
-use super::messages::{AppendRecord, CloseLog, DeliverHow, DeliverLog, Retire, WriterIdle};
+use super::messages::{AppendRecords, CloseLog, DeliverHow, DeliverLog, Retire, WriterIdle};
 use super::WriterShared;
 use crate::domains::SitePath;
 use crate::logfile::{Delivery, LogFile};
@@ -44,8 +44,9 @@ pub struct LogWriter {
     site: SitePath,
     shared: Arc<WriterShared>,
     log: Option<OpenLog>,
-    /// Appends received but not yet written.
-    pending: Vec<(String, Responder<()>)>,
+    /// Queue IDs received but not yet written, and who waits for them.
+    pending: Vec<String>,
+    waiting: Vec<Responder<()>>,
     flush_scheduled: bool,
     /// A delivery holds the log's lock; appends wait in `pending`.
     delivering: bool,
@@ -65,6 +66,7 @@ impl LogWriter {
             shared,
             log: None,
             pending: Vec::new(),
+            waiting: Vec::new(),
             flush_scheduled: false,
             delivering: false,
             deliveries: VecDeque::new(),
@@ -76,7 +78,7 @@ impl LogWriter {
     }
 
     fn busy(&self) -> bool {
-        self.delivering || !self.pending.is_empty() || !self.deliveries.is_empty()
+        self.delivering || !self.waiting.is_empty() || !self.deliveries.is_empty()
     }
 
     fn touch(&mut self) {
@@ -126,11 +128,12 @@ impl LogWriter {
 
     /// Writes every pending append with one `write`, then answers them.
     fn write_pending(&mut self) {
-        if self.delivering || self.pending.is_empty() {
+        if self.delivering || self.waiting.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        let waiting = std::mem::take(&mut self.waiting);
+        let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
         let stats = Arc::clone(&self.shared.stats);
         let result = self.open_log().and_then(|log| log.file.append(&ids));
         match result {
@@ -139,7 +142,7 @@ impl LogWriter {
                 stats.duplicates_skipped.add(report.skipped as u64);
                 stats.bytes_written.add(report.bytes as u64);
                 stats.write_batches.incr();
-                for (_, tx) in batch {
+                for tx in waiting {
                     let _ = tx.send(Ok(()));
                 }
                 self.release_transient();
@@ -148,12 +151,9 @@ impl LogWriter {
                 log::warn!("append to flush/{}: {e}", self.site);
                 stats.mailbox.error();
                 self.close_log();
-                let what = format!("append to flush/{}", self.site);
-                for (_, tx) in batch {
-                    let _ = tx.send(Err(ActorError::io(
-                        what.clone(),
-                        io::Error::new(e.kind(), e.to_string()),
-                    )));
+                let error = ActorError::io(format!("append to flush/{}", self.site), e);
+                for tx in waiting {
+                    let _ = tx.send(Err(error.clone()));
                 }
             }
         }
@@ -286,7 +286,7 @@ impl Actor for LogWriter {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.write_pending();
-        for (_, tx) in self.pending.drain(..) {
+        for tx in self.waiting.drain(..) {
             let _ = tx.send(Err(ActorError::Worker("log writer stopped")));
         }
         for (_, tx) in self.deliveries.drain(..) {
@@ -300,14 +300,18 @@ impl Actor for LogWriter {
     }
 }
 
-impl Handler<AppendRecord> for LogWriter {
+impl Handler<AppendRecords> for LogWriter {
     type Result = ResponseFuture<Result<(), ActorError>>;
 
-    fn handle(&mut self, msg: AppendRecord, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: AppendRecords, ctx: &mut Context<Self>) -> Self::Result {
         self.shared.stats.mailbox.handled();
         self.touch();
+        if msg.queue_ids.is_empty() {
+            return Box::pin(async { Ok(()) });
+        }
         let (tx, rx) = oneshot::channel();
-        self.pending.push((msg.queue_id, tx));
+        self.pending.extend(msg.queue_ids);
+        self.waiting.push(tx);
         self.schedule_flush(ctx);
         Box::pin(async move {
             rx.await

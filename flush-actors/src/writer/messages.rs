@@ -16,13 +16,13 @@ pub enum DeliverHow {
     Refresh,
 }
 
-/// Append one queue ID to this writer's log. Answered once the ID is in the file
-/// (or was already there since the last delivery).
+/// Append queue IDs to this writer's log. Answered once they are in the file
+/// (or were already there since the last delivery).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
-pub struct AppendRecord {
-    /// A validated queue ID.
-    pub queue_id: String,
+pub struct AppendRecords {
+    /// Validated queue IDs.
+    pub queue_ids: Vec<String>,
 }
 
 /// Deliver everything this writer's log lists, then truncate it.
@@ -48,7 +48,7 @@ pub struct CloseLog;
 /// How often a message is routed again after its writer stopped under it.
 const ROUTE_ATTEMPTS: u8 = 3;
 
-/// Route an append to the writer of `site`, starting one if needed.
+/// Route one append to the writer of `site` (a batch of one).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct AppendFor {
@@ -56,7 +56,6 @@ pub struct AppendFor {
     pub site: SitePath,
     /// A validated queue ID.
     pub queue_id: String,
-    attempt: u8,
 }
 
 impl AppendFor {
@@ -65,14 +64,35 @@ impl AppendFor {
         AppendFor {
             site,
             queue_id: queue_id.into(),
+        }
+    }
+}
+
+/// Route appends for many sites (what a gateway collected in one go): one
+/// message per writer instead of one per ID. The results come back in the
+/// order of `entries`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<(), ActorError>>")]
+pub struct AppendBatch {
+    /// (logfile name, validated queue ID) pairs.
+    pub entries: Vec<(SitePath, String)>,
+    attempt: u8,
+}
+
+impl AppendBatch {
+    /// Append each queue ID to the log of its site.
+    pub fn new(entries: Vec<(SitePath, String)>) -> AppendBatch {
+        AppendBatch {
+            entries,
             attempt: 0,
         }
     }
 
-    pub(super) fn retry(mut self) -> Result<AppendFor, ActorError> {
-        self.attempt += 1;
-        (self.attempt < ROUTE_ATTEMPTS)
-            .then_some(self)
+    /// The same batch's next routing attempt, for `entries` (a part of it).
+    pub(super) fn again(self, entries: Vec<(SitePath, String)>) -> Result<AppendBatch, ActorError> {
+        let attempt = self.attempt + 1;
+        (attempt < ROUTE_ATTEMPTS)
+            .then_some(AppendBatch { entries, attempt })
             .ok_or(ActorError::Worker("log writer kept stopping"))
     }
 }

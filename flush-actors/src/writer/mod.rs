@@ -7,7 +7,7 @@ mod registry;
 
 pub use budget::{FileSlot, OpenFileBudget};
 pub use log_writer::{LogWriter, WRITER_MAILBOX};
-pub use messages::{AppendFor, CloseAll, DeliverFor, DeliverHow};
+pub use messages::{AppendBatch, AppendFor, CloseAll, DeliverFor, DeliverHow};
 pub use registry::WriterRegistry;
 
 use crate::stats::Tracked;

@@ -8,7 +8,8 @@
 
 use super::log_writer::LogWriter;
 use super::messages::{
-    AppendFor, AppendRecord, CloseAll, CloseLog, DeliverFor, DeliverLog, Retire, WriterIdle,
+    AppendBatch, AppendFor, AppendRecords, CloseAll, CloseLog, DeliverFor, DeliverLog, Retire,
+    WriterIdle,
 };
 use super::{OpenFileBudget, WriterShared, WriterStats};
 use crate::domains::SitePath;
@@ -16,6 +17,7 @@ use crate::stats::Tracked;
 use crate::trigger::{MoveReport, QueueTrigger, TriggerStats};
 use crate::ActorError;
 use actix::prelude::*;
+use futures_util::future::join_all;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -139,18 +141,86 @@ impl Handler<AppendFor> for WriterRegistry {
     type Result = ResponseFuture<Result<(), ActorError>>;
 
     fn handle(&mut self, msg: AppendFor, ctx: &mut Context<Self>) -> Self::Result {
+        let batch = self.append_batch(AppendBatch::new(vec![(msg.site, msg.queue_id)]), ctx);
+        Box::pin(async move {
+            batch
+                .await
+                .pop()
+                .unwrap_or(Err(ActorError::Worker("empty batch")))
+        })
+    }
+}
+
+impl Handler<AppendBatch> for WriterRegistry {
+    type Result = ResponseFuture<Vec<Result<(), ActorError>>>;
+
+    fn handle(&mut self, msg: AppendBatch, ctx: &mut Context<Self>) -> Self::Result {
+        self.append_batch(msg, ctx)
+    }
+}
+
+impl WriterRegistry {
+    /// Groups a batch by site, sends each writer one message with its IDs, and
+    /// answers every entry in order; a group whose writer stopped under it is
+    /// routed again.
+    fn append_batch(
+        &mut self,
+        msg: AppendBatch,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Vec<Result<(), ActorError>>> {
         self.stats().registry.handled();
-        let writer = self.writer_for(&msg.site);
+        let total = msg.entries.len();
+        let mut index: HashMap<SitePath, usize> = HashMap::new();
+        let mut groups: Vec<(SitePath, Vec<usize>, Vec<String>)> = Vec::new();
+        for (position, (site, id)) in msg.entries.iter().cloned().enumerate() {
+            let slot = *index.entry(site.clone()).or_insert_with(|| {
+                groups.push((site, Vec::new(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[slot].1.push(position);
+            groups[slot].2.push(id);
+        }
+        let sends: Vec<_> = groups
+            .into_iter()
+            .map(|(site, positions, ids)| {
+                let writer = self.writer_for(&site);
+                (site, positions, ids, writer)
+            })
+            .collect();
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
         Box::pin(async move {
-            let append = AppendRecord {
-                queue_id: msg.queue_id.clone(),
-            };
-            match try_writer(&stats, writer, append).await? {
-                Some(()) => Ok(()),
-                None => reroute(&registry, &stats, msg.retry()?).await,
+            let groups = sends.into_iter().map(|(site, positions, ids, writer)| {
+                let (stats, registry, msg) = (Arc::clone(&stats), registry.clone(), &msg);
+                async move {
+                    let append = AppendRecords {
+                        queue_ids: ids.clone(),
+                    };
+                    let outcome = match try_writer(&stats, writer, append).await {
+                        Ok(Some(())) => vec![Ok(()); ids.len()],
+                        Ok(None) => {
+                            let entries = ids.into_iter().map(|id| (site.clone(), id)).collect();
+                            match msg.clone().again(entries) {
+                                Ok(again) => match reroute(&registry, &stats, again).await {
+                                    Ok(results) => results,
+                                    Err(e) => vec![Err(e); positions.len()],
+                                },
+                                Err(e) => vec![Err(e); positions.len()],
+                            }
+                        }
+                        Err(e) => vec![Err(e); positions.len()],
+                    };
+                    (positions, outcome)
+                }
+            });
+            let mut results: Vec<Result<(), ActorError>> =
+                vec![Err(ActorError::Worker("no writer answered")); total];
+            for (positions, outcome) in join_all(groups).await {
+                for (position, result) in positions.into_iter().zip(outcome) {
+                    results[position] = result;
+                }
             }
+            results
         })
     }
 }
@@ -166,31 +236,28 @@ impl Handler<DeliverFor> for WriterRegistry {
         Box::pin(async move {
             match try_writer(&stats, writer, DeliverLog { how: msg.how }).await? {
                 Some(report) => Ok(report),
-                None => reroute(&registry, &stats, msg.retry()?).await,
+                None => reroute(&registry, &stats, msg.retry()?).await?,
             }
         })
     }
 }
 
 /// Routes a message through the registry again (its writer had stopped).
-async fn reroute<M, T>(
+async fn reroute<M>(
     registry: &Addr<WriterRegistry>,
     stats: &WriterStats,
     msg: M,
-) -> Result<T, ActorError>
+) -> Result<M::Result, ActorError>
 where
-    M: Message<Result = Result<T, ActorError>> + Send + 'static,
-    T: Send + 'static,
+    M: Message + Send + 'static,
+    M::Result: Send,
     WriterRegistry: Handler<M>,
 {
     stats.registry.queued();
-    match registry.send(msg).await {
-        Ok(result) => result,
-        Err(e) => {
-            stats.registry.dropped();
-            Err(e.into())
-        }
-    }
+    registry.send(msg).await.map_err(|e| {
+        stats.registry.dropped();
+        ActorError::from(e)
+    })
 }
 
 impl Handler<WriterIdle> for WriterRegistry {
