@@ -14,6 +14,12 @@ use flush_proto::line::DEFAULT_MAX_LINE;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Messages are allocated on the gateway's thread and freed on the writers'
+/// threads; mimalloc handles that pattern far better than glibc's malloc
+/// (measured: a third of the gateway thread's time went to malloc/free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line of flushd.
 #[derive(Debug, Parser)]
 #[command(
