@@ -15,6 +15,7 @@ pub mod janitor;
 pub mod logfile;
 pub mod matcher;
 pub mod queue;
+mod safe_open;
 pub mod server;
 pub mod stats;
 pub mod trigger;

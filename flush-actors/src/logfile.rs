@@ -134,7 +134,7 @@ impl LogFile {
     /// As [`LogFile::open`].
     pub fn open_existing(flush_dir: &Path, site_path: &str) -> io::Result<Option<LogFile>> {
         let path = logfile_path(flush_dir, site_path)?;
-        match open_existing_file(&path, OFlags::RDWR | OFlags::APPEND) {
+        match crate::safe_open::open_existing_regular(&path, OFlags::RDWR | OFlags::APPEND) {
             Ok(file) => Ok(Some(LogFile::with_file(path, file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -416,7 +416,7 @@ pub fn remove_if_stale_empty(
     purge_before: SystemTime,
 ) -> io::Result<bool> {
     let path = logfile_path(flush_dir, site_path)?;
-    let file = match open_existing_file(&path, OFlags::RDONLY) {
+    let file = match crate::safe_open::open_existing_regular(&path, OFlags::RDONLY) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
@@ -480,7 +480,7 @@ fn open_or_create(path: &Path) -> io::Result<File> {
                 return Ok(file);
             }
             Err(rustix::io::Errno::EXIST) => {
-                match open_existing_file(path, OFlags::RDWR | OFlags::APPEND) {
+                match crate::safe_open::open_existing_regular(path, OFlags::RDWR | OFlags::APPEND) {
                     // Removed between the two opens: create it after all.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     other => return other,
@@ -493,36 +493,6 @@ fn open_or_create(path: &Path) -> io::Result<File> {
         "{} keeps being removed",
         path.display()
     )))
-}
-
-/// Opens an existing log: no symlink, a regular file, no other hard links.
-/// An unlinked file counts as not found.
-fn open_existing_file(path: &Path, access: OFlags) -> io::Result<File> {
-    // NONBLOCK: a FIFO planted under the name must not hang the open.
-    let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|e| {
-        if e == rustix::io::Errno::LOOP {
-            io::Error::other(format!("{} is a symbolic link", path.display()))
-        } else {
-            io::Error::from(e)
-        }
-    })?;
-    let file = File::from(fd);
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    match meta.nlink() {
-        0 => Err(io::Error::from(io::ErrorKind::NotFound)),
-        1 => Ok(file),
-        n => Err(io::Error::other(format!(
-            "{} has {n} hard links",
-            path.display()
-        ))),
-    }
 }
 
 /// One line of a log, without its newline.

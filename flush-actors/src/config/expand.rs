@@ -445,12 +445,9 @@ fn push_checked(out: &mut String, s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A piece of input cut short (and made printable) for an error message.
 fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(40).collect();
-    if out.len() < s.len() {
-        out.push_str("...");
-    }
-    out
+    flush_proto::request::printable(s, 40)
 }
 
 #[cfg(test)]

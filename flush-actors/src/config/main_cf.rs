@@ -207,13 +207,9 @@ pub(crate) fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n' | '\x0b' | '\x0c')
 }
 
-/// A line cut short for error messages.
+/// A piece of input cut short (and made printable) for an error message.
 fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(60).collect();
-    if out.len() < s.len() {
-        out.push_str("...");
-    }
-    out
+    flush_proto::request::printable(s, 60)
 }
 
 #[cfg(test)]

@@ -185,6 +185,25 @@ impl Gateway {
         }
     }
 
+    /// Starts accepting on `bound` with `protocol`.
+    fn spawn_accept<P: protocol::Protocol + Clone>(
+        &mut self,
+        bound: Bound,
+        protocol: P,
+        ctx: &mut Context<Self>,
+    ) {
+        self.socket_paths
+            .extend(bound.unix_path().map(PathBuf::from));
+        self.accepting.push(actix_rt::spawn(listener::accept_loop(
+            bound,
+            protocol,
+            ctx.address(),
+            Arc::clone(&self.slots),
+            Arc::clone(&self.stats),
+            self.idle_timeout,
+        )));
+    }
+
     fn remove_sockets(&mut self) {
         for path in self.socket_paths.drain(..) {
             if let Err(e) = std::fs::remove_file(&path) {
@@ -198,36 +217,11 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let me = ctx.address();
-        for listener in self.listeners.drain(..) {
-            let (bound, task) = match listener {
-                Listener::Line(bound) => {
-                    let path = bound.unix_path().map(PathBuf::from);
-                    let task = actix_rt::spawn(listener::accept_loop(
-                        bound,
-                        self.line.clone(),
-                        me.clone(),
-                        Arc::clone(&self.slots),
-                        Arc::clone(&self.stats),
-                        self.idle_timeout,
-                    ));
-                    (path, task)
-                }
-                Listener::Postfix(bound) => {
-                    let path = bound.unix_path().map(PathBuf::from);
-                    let task = actix_rt::spawn(listener::accept_loop(
-                        bound,
-                        self.postfix.clone(),
-                        me.clone(),
-                        Arc::clone(&self.slots),
-                        Arc::clone(&self.stats),
-                        self.idle_timeout,
-                    ));
-                    (path, task)
-                }
-            };
-            self.socket_paths.extend(bound);
-            self.accepting.push(task);
+        for listener in std::mem::take(&mut self.listeners) {
+            match listener {
+                Listener::Line(bound) => self.spawn_accept(bound, self.line.clone(), ctx),
+                Listener::Postfix(bound) => self.spawn_accept(bound, self.postfix.clone(), ctx),
+            }
         }
     }
 

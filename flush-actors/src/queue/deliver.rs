@@ -7,11 +7,10 @@
 //! on a worker thread, never on an arbiter that serves sockets.
 
 use super::layout::{QueueLayout, DEFERRED, INCOMING};
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, CWD};
-use std::fs::{DirBuilder, File};
+use rustix::fs::{AtFlags, OFlags, Timespec, Timestamps, CWD};
+use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Owner read, write and execute: the queue file is complete ("ready").
@@ -140,7 +139,7 @@ fn unthrottle(
 ) -> Result<bool, DeliverOutcome> {
     let file = loop {
         let path = layout.path(queue, queue_id);
-        match open_queue_file(&path) {
+        match crate::safe_open::open_existing_regular(&path, OFlags::RDWR) {
             Ok(file) => break file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && *queue == DEFERRED => {
                 *queue = INCOMING;
@@ -174,30 +173,6 @@ fn unthrottle(
     Ok(true)
 }
 
-/// Opens an existing queue file read-write: not through a symlink, a regular
-/// file, exactly one hard link (so a link to some other file is not touched).
-fn open_queue_file(path: &Path) -> io::Result<File> {
-    let flags =
-        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|e| {
-        if e == rustix::io::Errno::LOOP {
-            io::Error::other("file is a symbolic link")
-        } else {
-            io::Error::from(e)
-        }
-    })?;
-    let file = File::from(fd);
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    if meta.nlink() != 1 {
-        let msg = format!("file has {} hard links", meta.nlink());
-        return Err(io::Error::other(msg));
-    }
-    Ok(file)
-}
-
 /// Moves a queue file from deferred/ to incoming/; if that fails, creates the
 /// missing directories of the target and tries once more.
 fn rename_to_incoming(layout: &QueueLayout, queue_id: &str) -> io::Result<()> {
@@ -219,6 +194,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::symlink;
+    use std::path::Path;
     use std::time::Duration;
 
     struct Queue {
