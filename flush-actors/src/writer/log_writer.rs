@@ -14,7 +14,7 @@
 //! the truncation so that none is lost.
 
 use super::budget::FileSlot;
-use super::messages::{AppendRecords, CloseLog, DeliverHow, DeliverLog, Retire, WriterIdle};
+use super::messages::{AppendRecords, CloseLog, DeliverHow, DeliverLog, Retire};
 use super::WriterShared;
 use crate::domains::SitePath;
 use crate::logfile::{Delivery, LogFile};
@@ -24,7 +24,7 @@ use actix::prelude::*;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Mailbox capacity of a writer: large enough for a burst of pipelined adds to
@@ -51,8 +51,6 @@ pub struct LogWriter {
     /// A delivery holds the log's lock; appends wait in `pending`.
     delivering: bool,
     deliveries: VecDeque<(DeliverHow, Responder<MoveReport>)>,
-    last_active: Instant,
-    idle_reported: bool,
     retiring: bool,
     /// Answered when the writer stops (shutdown waits on them).
     closers: Vec<oneshot::Sender<()>>,
@@ -70,8 +68,6 @@ impl LogWriter {
             flush_scheduled: false,
             delivering: false,
             deliveries: VecDeque::new(),
-            last_active: Instant::now(),
-            idle_reported: false,
             retiring: false,
             closers: Vec::new(),
         }
@@ -79,11 +75,6 @@ impl LogWriter {
 
     fn busy(&self) -> bool {
         self.delivering || !self.waiting.is_empty() || !self.deliveries.is_empty()
-    }
-
-    fn touch(&mut self) {
-        self.last_active = Instant::now();
-        self.idle_reported = false;
     }
 
     /// Opens the log if it is not open, keeping it open only with a free slot.
@@ -257,20 +248,6 @@ impl LogWriter {
             ctx.stop();
         }
     }
-
-    fn check_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.busy() || self.idle_reported {
-            return;
-        }
-        if self.last_active.elapsed() >= self.shared.max_idle {
-            self.close_log();
-            self.idle_reported = true;
-            self.shared.registry_idle(WriterIdle {
-                site: self.site.clone(),
-                writer: ctx.address(),
-            });
-        }
-    }
 }
 
 impl Actor for LogWriter {
@@ -279,9 +256,6 @@ impl Actor for LogWriter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(WRITER_MAILBOX);
         self.shared.stats.live_writers.incr();
-        let period =
-            (self.shared.max_idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
-        ctx.run_interval(period, |act, ctx| act.check_idle(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -305,7 +279,6 @@ impl Handler<AppendRecords> for LogWriter {
 
     fn handle(&mut self, msg: AppendRecords, ctx: &mut Context<Self>) -> Self::Result {
         self.shared.stats.mailbox.handled();
-        self.touch();
         if msg.queue_ids.is_empty() {
             return Box::pin(async { Ok(()) });
         }
@@ -325,7 +298,6 @@ impl Handler<DeliverLog> for LogWriter {
 
     fn handle(&mut self, msg: DeliverLog, ctx: &mut Context<Self>) -> Self::Result {
         self.shared.stats.mailbox.handled();
-        self.touch();
         let (tx, rx) = oneshot::channel();
         self.deliveries.push_back((msg.how, tx));
         self.pump_deliveries(ctx);
@@ -341,6 +313,9 @@ impl Handler<Retire> for LogWriter {
 
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
         self.retiring = true;
+        if !self.busy() {
+            self.close_log();
+        }
         self.after_work(ctx);
     }
 }

@@ -1,10 +1,9 @@
 //! Messages of the log writers and of their registry.
 
-use super::LogWriter;
 use crate::domains::SitePath;
 use crate::trigger::MoveReport;
 use crate::ActorError;
-use actix::{Addr, Message};
+use actix::Message;
 
 /// Why a log is being delivered; it decides whether qmgr is told to forget
 /// dead destinations first (flush(8)'s `UNTHROTTLE_BEFORE` versus `REFRESH_ONLY`).
@@ -33,8 +32,8 @@ pub struct DeliverLog {
     pub how: DeliverHow,
 }
 
-/// Sent by the registry when this writer may stop (it reported itself idle
-/// and was removed from the map, so no new work is routed to it).
+/// Sent by the registry when nothing was routed to this writer for
+/// `max_idle`; it is out of the map, so no new work reaches it.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Retire;
@@ -124,16 +123,6 @@ impl DeliverFor {
             .then_some(self)
             .ok_or(ActorError::Worker("log writer kept stopping"))
     }
-}
-
-/// A writer tells the registry that it has been idle for `max_idle`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct WriterIdle {
-    /// Which log.
-    pub site: SitePath,
-    /// Which writer (a newer one may already serve the same site).
-    pub writer: Addr<LogWriter>,
 }
 
 /// Close every writer's log (shutdown); answered when all are closed.

@@ -13,12 +13,9 @@ pub use registry::WriterRegistry;
 use crate::stats::Tracked;
 use crate::stats::{Counter, Gauge, Mailbox, Report};
 use crate::trigger::{QueueTrigger, TriggerStats};
-use actix::Recipient;
-use messages::WriterIdle;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Default bound on logfiles kept open between requests (`flush_max_open_logs`).
 pub const DEFAULT_MAX_OPEN_LOGS: usize = 1000;
@@ -32,19 +29,8 @@ pub struct WriterShared {
     pub trigger: Tracked<QueueTrigger, TriggerStats>,
     /// Bound on open logfiles.
     pub budget: Arc<OpenFileBudget>,
-    /// A writer idle this long closes its file and stops.
-    pub max_idle: Duration,
     /// Counters of all writers and the registry.
     pub stats: Arc<WriterStats>,
-    /// Where writers report that they are idle.
-    pub idle: Recipient<WriterIdle>,
-}
-
-impl WriterShared {
-    fn registry_idle(&self, msg: WriterIdle) {
-        // A small notification that may queue: it carries no client's request.
-        self.idle.do_send(msg);
-    }
 }
 
 /// Counters of the writers (one section of `stats`).

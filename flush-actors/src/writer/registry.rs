@@ -2,14 +2,14 @@
 //!
 //! It starts writers on demand, spread over the writer arbiters by a hash of
 //! the site (so one site's appends stay ordered on one thread), and retires
-//! a writer that reported itself idle. A message that reaches a writer just as
+//! writers that nothing was routed to for `max_idle`: every message passes
+//! through here, so one timer and one map replace a timer per writer. A message that reaches a writer just as
 //! it stops comes back as `MailboxError::Closed` without having been handled;
 //! the registry then routes it again, to a new writer.
 
 use super::log_writer::LogWriter;
 use super::messages::{
     AppendBatch, AppendFor, AppendRecords, CloseAll, CloseLog, DeliverFor, DeliverLog, Retire,
-    WriterIdle,
 };
 use super::{OpenFileBudget, WriterShared, WriterStats};
 use crate::domains::SitePath;
@@ -23,17 +23,23 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Mailbox capacity of the registry.
 pub const REGISTRY_MAILBOX: usize = 4096;
 
 /// The map from site path to writer.
 pub struct WriterRegistry {
-    writers: HashMap<SitePath, Addr<LogWriter>>,
+    writers: HashMap<SitePath, Route>,
     arbiters: Vec<ArbiterHandle>,
     shared: Option<Arc<WriterShared>>,
     settings: Settings,
+}
+
+/// A live writer and when a message was last routed to it.
+struct Route {
+    writer: Addr<LogWriter>,
+    last_used: Instant,
 }
 
 struct Settings {
@@ -74,8 +80,9 @@ impl WriterRegistry {
 
     /// The writer of `site`, started if there is none.
     fn writer_for(&mut self, site: &SitePath) -> Option<Addr<LogWriter>> {
-        if let Some(writer) = self.writers.get(site) {
-            return Some(writer.clone());
+        if let Some(route) = self.writers.get_mut(site) {
+            route.last_used = Instant::now();
+            return Some(route.writer.clone());
         }
         let shared = Arc::clone(self.shared.as_ref()?);
         let mut hasher = DefaultHasher::new();
@@ -86,8 +93,26 @@ impl WriterRegistry {
         let owned = site.clone();
         let writer = LogWriter::start_in_arbiter(arbiter, move |_| LogWriter::new(owned, shared));
         self.stats().writers_started.incr();
-        self.writers.insert(site.clone(), writer.clone());
+        let route = Route {
+            writer: writer.clone(),
+            last_used: Instant::now(),
+        };
+        self.writers.insert(site.clone(), route);
         Some(writer)
+    }
+
+    /// Retires the writers nothing was routed to for `max_idle`. A retired
+    /// writer finishes what it has, closes its log and stops; later work for
+    /// its site starts a new writer.
+    fn retire_idle(&mut self) {
+        let max_idle = self.settings.max_idle;
+        self.writers.retain(|_, route| {
+            let keep = route.last_used.elapsed() < max_idle;
+            if !keep {
+                route.writer.do_send(Retire);
+            }
+            keep
+        });
     }
 }
 
@@ -101,10 +126,10 @@ impl Actor for WriterRegistry {
             flush_dir: s.flush_dir.clone(),
             trigger: s.trigger.clone(),
             budget: Arc::clone(&s.budget),
-            max_idle: s.max_idle,
             stats: Arc::clone(&s.stats),
-            idle: ctx.address().recipient(),
         }));
+        let period = (s.max_idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
+        ctx.run_interval(period, |act, _| act.retire_idle());
     }
 }
 
@@ -260,24 +285,11 @@ where
     })
 }
 
-impl Handler<WriterIdle> for WriterRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: WriterIdle, _: &mut Context<Self>) {
-        // Only the writer that is still registered for the site is retired:
-        // a newer one may have taken its place.
-        if self.writers.get(&msg.site) == Some(&msg.writer) {
-            self.writers.remove(&msg.site);
-            msg.writer.do_send(Retire);
-        }
-    }
-}
-
 impl Handler<CloseAll> for WriterRegistry {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
-        let writers: Vec<Addr<LogWriter>> = self.writers.drain().map(|(_, w)| w).collect();
+        let writers: Vec<Addr<LogWriter>> = self.writers.drain().map(|(_, r)| r.writer).collect();
         Box::pin(async move {
             for writer in writers {
                 let _ = writer.send(CloseLog).await;
