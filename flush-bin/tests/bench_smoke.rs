@@ -6,7 +6,7 @@
 
 use flush_bin::bench::adds::verify_adds;
 use flush_bin::bench::flushd::FlushdProcess;
-use flush_bin::bench::qmgr::QmgrSink;
+use flush_bin::bench::qmgr::{QmgrKind, QmgrSink};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -64,7 +64,7 @@ fn verify(queue: &Path, kind: &str, count: &str) -> Output {
 fn fixtures_and_load_against_flushd() {
     let tmp = tempfile::tempdir().unwrap();
     let queue = FlushdProcess::prepare_queue(tmp.path()).unwrap();
-    let sink = QmgrSink::start(&queue).unwrap();
+    let sink = QmgrSink::start(&queue, QmgrKind::Unix).unwrap();
     let daemon = FlushdProcess::start(
         Path::new(env!("CARGO_BIN_EXE_flushd")),
         tmp.path(),

@@ -12,10 +12,16 @@
 //! the same file system (the temp dir).
 //!
 //! Neither side has a queue manager: master.cf's `qmgr` service is removed
-//! and `public/qmgr` is a FIFO that flush-bench drains ([`QmgrSink`]), so
-//! both servers' triggers succeed and delivered files stay in `incoming/`,
-//! where the check looks for them. A real qmgr would move them on to
-//! `active/` while the check runs.
+//! and `public/qmgr` is an endpoint that flush-bench drains ([`QmgrSink`]),
+//! by default a UNIX-domain socket as Debian's master.cf declares qmgr, so
+//! both servers' triggers succeed and cost what they cost in production
+//! (a connection each), and delivered files stay in `incoming/`, where the
+//! check looks for them. A real qmgr would move them on to `active/` while
+//! the check runs.
+//!
+//! Before every timed run, the queue directories are emptied (Postfix's by
+//! re-creating its directories, flushd's are new) and `sync` writes out
+//! what earlier runs left dirty, so no run pays for another's writeback.
 //!
 //! Every run is checked: all replies OK and, for adds, every ID in its log
 //! ([`verify_adds`]); for deliveries, every file in `incoming/` and every log
@@ -29,7 +35,7 @@ use super::latency::millis;
 use super::load::{self, LoadOptions, LoadReport, Target};
 use super::memory::{mib, status_kib, ProcessSelector};
 use super::mix::Mix;
-use super::qmgr::QmgrSink;
+use super::qmgr::{QmgrKind, QmgrSink};
 use super::table::{median, Goal, Row, Unit};
 use super::transport::postfix_request;
 use crate::lab::{postfix_available, LabOptions, PostfixLab};
@@ -62,6 +68,8 @@ pub struct CompareOptions {
     pub window: usize,
     /// Parent domain of the benchmark sites.
     pub domain: String,
+    /// What `public/qmgr` is on both sides.
+    pub qmgr: QmgrKind,
 }
 
 /// The sizes of the workloads.
@@ -196,7 +204,7 @@ impl<'a> Runner<'a> {
         })
         .context("create the Postfix lab")?;
         remove_service(&lab.config_dir().join("master.cf"), "qmgr")?;
-        let lab_sink = QmgrSink::start(lab.queue_dir()).context("lab public/qmgr")?;
+        let lab_sink = QmgrSink::start(lab.queue_dir(), options.qmgr).context("lab public/qmgr")?;
         lab.start().context("start the Postfix lab")?;
         let master = fs::read_to_string(lab.queue_dir().join("pid/master.pid"))
             .ok()
@@ -308,7 +316,8 @@ impl<'a> Runner<'a> {
     /// Adds to the lab's flush(8), from empty logs; checked.
     fn postfix_adds(&self, requests: u64, sites: u64) -> Result<LoadReport> {
         let queue = self.lab.queue_dir();
-        fixture::clear(queue)?;
+        fixture::reset(queue)?;
+        settle();
         let mut options =
             self.load_options(Target::Postfix(queue.join("public/flush")), requests, sites);
         options.pss = Some(self.lab_selector.clone());
@@ -323,7 +332,7 @@ impl<'a> Runner<'a> {
     fn flushd_adds(&self, protocol: Protocol, requests: u64, sites: u64) -> Result<LoadReport> {
         let root = scratch_dir("flushd")?;
         let queue = FlushdProcess::prepare_queue(root.path())?;
-        let _sink = QmgrSink::start(&queue)?;
+        let _sink = QmgrSink::start(&queue, self.options.qmgr)?;
         let daemon =
             FlushdProcess::start(&self.options.flushd, root.path(), &self.options.domain, &[])?;
         let target = match protocol {
@@ -332,6 +341,7 @@ impl<'a> Runner<'a> {
         };
         let mut options = self.load_options(target, requests, sites);
         options.server_pids = vec![daemon.pid()];
+        settle();
         let report = load::run(&options)?;
         check_load(&report, requests, "flushd").with_context(|| daemon.log_text())?;
         verify_adds(&queue, requests, sites, &self.options.domain)
@@ -343,9 +353,10 @@ impl<'a> Runner<'a> {
     /// One delivery of `fixture` by the lab's flush(8); checked.
     fn postfix_delivery(&self, fixture: &Fixture) -> Result<Duration> {
         let queue = self.lab.queue_dir();
-        fixture::clear(queue)?;
+        fixture::reset(queue)?;
         fixture.build(queue)?;
         self.lab_sink.clear();
+        settle();
         let took =
             deliver(&queue.join("public/flush"), queue, fixture).context("Postfix delivery")?;
         Ok(took)
@@ -355,10 +366,11 @@ impl<'a> Runner<'a> {
     fn flushd_delivery(&self, fixture: &Fixture) -> Result<Duration> {
         let root = scratch_dir("flushd")?;
         let queue = FlushdProcess::prepare_queue(root.path())?;
-        let _sink = QmgrSink::start(&queue)?;
+        let _sink = QmgrSink::start(&queue, self.options.qmgr)?;
         fixture.build(&queue)?;
         let daemon =
             FlushdProcess::start(&self.options.flushd, root.path(), &self.options.domain, &[])?;
+        settle();
         let took = deliver(&daemon.postfix_socket(), &queue, fixture)
             .with_context(|| format!("flushd delivery; its log: {}", daemon.log_text()))?;
         daemon.stop().context("stop flushd")?;
@@ -369,7 +381,7 @@ impl<'a> Runner<'a> {
     fn idle(&self) -> Result<IdleResult> {
         let root = scratch_dir("flushd")?;
         let queue = FlushdProcess::prepare_queue(root.path())?;
-        let _sink = QmgrSink::start(&queue)?;
+        let _sink = QmgrSink::start(&queue, self.options.qmgr)?;
         // The quick run does not wait the default 100 s.
         let overrides = if self.options.quick {
             vec!["max_idle=5s".to_string()]
@@ -465,6 +477,7 @@ fn floor(fixture: &Fixture) -> Result<Duration> {
     let queue = root.path().join("queue");
     fs::create_dir(&queue)?;
     fixture.build(&queue)?;
+    settle();
     let took = fixture.floor(&queue)?;
     let check = fixture.verify(&queue);
     ensure!(
@@ -504,6 +517,11 @@ fn remove_service(master_cf: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes out dirty data, so that the next run does not pay for it.
+fn settle() {
+    rustix::fs::sync();
+}
+
 fn scratch_dir(what: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix(&format!("flush-bench-{what}."))
@@ -518,7 +536,11 @@ fn ms(d: Duration) -> f64 {
 fn describe(report: &LoadReport) -> String {
     let mut text = load::brief(report);
     if report.memory.pss_kib > 0 {
-        text += &format!(", peak PSS {}", mib(report.memory.pss_kib));
+        text += &format!(
+            ", peak PSS {} ({} processes at most)",
+            mib(report.memory.pss_kib),
+            report.memory.pss_processes
+        );
     }
     if report.memory.hwm_kib > 0 {
         text += &format!(", peak RSS {}", mib(report.memory.peak_rss_kib()));
@@ -697,6 +719,7 @@ mod tests {
             concurrency: 16,
             window: 8,
             domain: "bench.test".into(),
+            qmgr: QmgrKind::Unix,
         };
         let rows = rows(&r, Sizes::FULL, &options);
         assert_eq!(rows[0].reference, Some(12_000.0));

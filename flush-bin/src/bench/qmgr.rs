@@ -1,41 +1,69 @@
-//! A stand-in for the queue manager during benchmark runs: a FIFO at
-//! `public/qmgr` whose bytes are read and thrown away.
+//! A stand-in for the queue manager during benchmark runs: an endpoint at
+//! `public/qmgr` that takes triggers and throws them away.
 //!
-//! Both flush servers tell the queue manager about deliveries by writing to
+//! Both flush servers tell the queue manager about deliveries through
 //! `public/qmgr` (`src/global/mail_trigger.c`; `F` before moving a site's
 //! files, `I` after). A real qmgr would then move the delivered files from
 //! `incoming/` to `active/` while the benchmark checks that they arrived in
-//! `incoming/`; with no reader at all, every trigger would fail. So each side
-//! gets this FIFO: triggers succeed, files stay where the flush server put
+//! `incoming/`; with nobody listening, every trigger would fail. So each side
+//! gets this sink: triggers succeed, files stay where the flush server put
 //! them, and the bytes seen show the triggers were sent.
+//!
+//! Two kinds, as master.cf may declare qmgr:
+//! - [`QmgrKind::Unix`] (Debian's `qmgr unix ...`): a UNIX-domain socket;
+//!   each trigger is a connection that sends its bytes and a NUL
+//!   (`src/util/unix_trigger.c`), which the sink reads and then closes, as
+//!   a trigger server does;
+//! - [`QmgrKind::Fifo`] (Postfix's stock `qmgr fifo ...`): a FIFO, read
+//!   and discarded (`src/util/fifo_trigger.c` writes the bytes alone).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
-/// A FIFO at `public/qmgr` and the thread that drains it.
+/// What `public/qmgr` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QmgrKind {
+    /// A UNIX-domain stream socket (Debian's master.cf).
+    Unix,
+    /// A FIFO (Postfix's stock master.cf).
+    Fifo,
+}
+
+/// The most trigger bytes remembered (the rest are read and dropped).
+const MAX_SEEN: usize = 1 << 20;
+/// The longest a trigger connection may stay silent.
+const TRIGGER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How the draining thread is woken to stop.
+enum Waker {
+    /// Write a byte into the FIFO.
+    Fifo(File),
+    /// Connect to the socket.
+    Unix(PathBuf),
+}
+
+/// An endpoint at `public/qmgr` and the thread that drains it.
 pub struct QmgrSink {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<u8>>>,
-    waker: File,
+    waker: Waker,
     handle: Option<thread::JoinHandle<()>>,
 }
 
-/// The most trigger bytes remembered (the rest are only counted as read).
-const MAX_SEEN: usize = 1 << 20;
-
 impl QmgrSink {
-    /// Creates `queue/public/qmgr` as a FIFO (replacing whatever is there),
-    /// owned like `queue/deferred` with mode 0622 as Postfix makes it, and
-    /// starts draining it.
+    /// Creates `queue/public/qmgr` of the given kind (replacing whatever is
+    /// there), owned like `queue/deferred`, and starts draining it.
     ///
     /// # Errors
-    /// The FIFO cannot be made or opened, or the thread cannot start.
-    pub fn start(queue: &Path) -> io::Result<QmgrSink> {
+    /// The endpoint cannot be made or opened, or the thread cannot start.
+    pub fn start(queue: &Path, kind: QmgrKind) -> io::Result<QmgrSink> {
         let public = queue.join("public");
         fs::create_dir_all(&public)?;
         let path = public.join("qmgr");
@@ -43,35 +71,39 @@ impl QmgrSink {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::Mode::from_raw_mode(0o622),
-        )?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o622))?;
         let owner = fs::metadata(queue.join("deferred")).or_else(|_| fs::metadata(queue))?;
-        chown(&path, Some(owner.uid()), Some(owner.gid()))?;
-        // Read and write: opening never blocks, and the FIFO never reports
-        // end of file while we hold it.
-        let mut reader = OpenOptions::new().read(true).write(true).open(&path)?;
-        let waker = reader.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (flag, sink) = (Arc::clone(&stop), Arc::clone(&seen));
-        let handle = thread::Builder::new()
-            .name("qmgr-sink".into())
-            .spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if flag.load(Ordering::Relaxed) || n == 0 {
-                        return;
-                    }
-                    if let Ok(mut seen) = sink.lock() {
-                        let room = MAX_SEEN.saturating_sub(seen.len());
-                        seen.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                }
-            })?;
+        let (waker, handle) = match kind {
+            QmgrKind::Fifo => {
+                rustix::fs::mkfifoat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::Mode::from_raw_mode(0o622),
+                )?;
+                // The modes Postfix's master gives these endpoints.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o622))?;
+                chown(&path, Some(owner.uid()), Some(owner.gid()))?;
+                // Read and write: opening never blocks, and the FIFO never
+                // reports end of file while we hold it.
+                let reader = OpenOptions::new().read(true).write(true).open(&path)?;
+                let waker = Waker::Fifo(reader.try_clone()?);
+                let handle = thread::Builder::new()
+                    .name("qmgr-fifo".into())
+                    .spawn(move || drain_fifo(reader, &flag, &sink))?;
+                (waker, handle)
+            }
+            QmgrKind::Unix => {
+                let listener = UnixListener::bind(&path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
+                chown(&path, Some(owner.uid()), Some(owner.gid()))?;
+                let handle = thread::Builder::new()
+                    .name("qmgr-unix".into())
+                    .spawn(move || serve_triggers(listener, &flag, &sink))?;
+                (Waker::Unix(path), handle)
+            }
+        };
         Ok(QmgrSink {
             stop,
             seen,
@@ -80,7 +112,7 @@ impl QmgrSink {
         })
     }
 
-    /// The trigger bytes read so far.
+    /// The trigger bytes read so far (NULs that end socket triggers left out).
     pub fn seen(&self) -> Vec<u8> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -93,11 +125,59 @@ impl QmgrSink {
     }
 }
 
+fn remember(sink: &Mutex<Vec<u8>>, bytes: &[u8]) {
+    if let Ok(mut seen) = sink.lock() {
+        let room = MAX_SEEN.saturating_sub(seen.len());
+        seen.extend(bytes.iter().filter(|b| **b != 0).take(room));
+    }
+}
+
+fn drain_fifo(mut reader: File, stop: &AtomicBool, sink: &Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf) {
+        if stop.load(Ordering::Relaxed) || n == 0 {
+            return;
+        }
+        remember(sink, &buf[..n]);
+    }
+}
+
+/// Accepts trigger connections one at a time: reads up to the NUL (or end
+/// of file, or a second of silence), then closes.
+fn serve_triggers(listener: UnixListener, stop: &AtomicBool, sink: &Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 256];
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut stream) = stream else {
+            continue;
+        };
+        if stream.set_read_timeout(Some(TRIGGER_READ_TIMEOUT)).is_err() {
+            continue;
+        }
+        let mut total = 0;
+        while let Ok(n) = stream.read(&mut buf) {
+            remember(sink, &buf[..n]);
+            total += n;
+            if n == 0 || buf[..n].contains(&0) || total > 4096 {
+                break;
+            }
+        }
+    }
+}
+
 impl Drop for QmgrSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the reader with one byte it will see after the flag.
-        let _ = self.waker.write_all(b"\n");
+        match &mut self.waker {
+            Waker::Fifo(file) => {
+                let _ = file.write_all(b"\n");
+            }
+            Waker::Unix(path) => {
+                let _ = UnixStream::connect(path.as_path());
+            }
+        }
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
@@ -109,13 +189,14 @@ impl Drop for QmgrSink {
 mod tests {
     use super::*;
     use crate::lab::wait_until;
-    use std::time::Duration;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
     #[test]
-    fn drains_triggers_written_non_blocking() {
+    fn fifo_sink_drains_triggers_written_non_blocking() {
         let tmp = tempfile::tempdir().unwrap();
-        let sink = QmgrSink::start(tmp.path()).unwrap();
+        let sink = QmgrSink::start(tmp.path(), QmgrKind::Fifo).unwrap();
         let path = tmp.path().join("public/qmgr");
+        assert!(fs::metadata(&path).unwrap().file_type().is_fifo());
         // As a flush server writes a trigger: non-blocking open for writing,
         // which fails with ENXIO when nobody reads.
         for _ in 0..3 {
@@ -129,8 +210,24 @@ mod tests {
         assert!(wait_until(Duration::from_secs(5), || sink.seen() == b"FIFIFI"));
         sink.clear();
         assert!(sink.seen().is_empty());
-        drop(sink);
     }
 
-    use std::os::unix::fs::OpenOptionsExt;
+    #[test]
+    fn socket_sink_reads_each_trigger_and_closes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = QmgrSink::start(tmp.path(), QmgrKind::Unix).unwrap();
+        let path = tmp.path().join("public/qmgr");
+        assert!(fs::metadata(&path).unwrap().file_type().is_socket());
+        for trigger in [&b"F\0"[..], b"I\0"] {
+            // As unix_trigger(): write the bytes and a NUL, then wait for
+            // the server to close.
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.write_all(trigger).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed by the sink");
+        }
+        assert!(wait_until(Duration::from_secs(5), || sink.seen() == b"FI"));
+        drop(sink);
+    }
 }

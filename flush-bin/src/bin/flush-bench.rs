@@ -18,6 +18,7 @@ use flush_bin::bench::load::{self, LoadOptions, Target};
 use flush_bin::bench::memory::ProcessSelector;
 use flush_bin::bench::mix::Mix;
 use flush_bin::bench::names::DEFAULT_DOMAIN;
+use flush_bin::bench::qmgr::QmgrKind;
 use flush_bin::bench::table;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,6 +145,18 @@ struct CompareArgs {
     /// Parent domain of the sites.
     #[arg(long, default_value = DEFAULT_DOMAIN)]
     domain: String,
+    /// What public/qmgr is on both sides, drained by flush-bench: unix (a
+    /// socket, as Debian's master.cf declares qmgr) or fifo (Postfix's stock).
+    #[arg(long, value_enum, default_value_t = QmgrArg::Unix)]
+    qmgr: QmgrArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum QmgrArg {
+    /// A UNIX-domain socket.
+    Unix,
+    /// A FIFO.
+    Fifo,
 }
 
 fn main() -> ExitCode {
@@ -252,6 +265,10 @@ fn compare_command(args: CompareArgs) -> Result<ExitCode> {
         concurrency: args.concurrency,
         window: args.window,
         domain: args.domain,
+        qmgr: match args.qmgr {
+            QmgrArg::Unix => QmgrKind::Unix,
+            QmgrArg::Fifo => QmgrKind::Fifo,
+        },
     };
     let rows = compare::run(&options)?;
     println!(
