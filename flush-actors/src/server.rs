@@ -68,6 +68,7 @@ pub struct Server {
     registry: Addr<WriterRegistry>,
     matcher: Tracked<DomainMatcher, MatcherStats>,
     arbiters: Vec<Arbiter>,
+    gateway_stats: Arc<GatewayStats>,
 }
 
 /// Starts every actor on the current actix system.
@@ -166,7 +167,7 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     };
     let shared = Shared {
         services: Rc::new(services),
-        stats: gateway_stats,
+        stats: Arc::clone(&gateway_stats),
     };
     let gateway = Gateway::new(
         listeners,
@@ -181,6 +182,7 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         registry,
         matcher,
         arbiters,
+        gateway_stats,
     })
 }
 
@@ -204,6 +206,12 @@ impl Server {
                 log::warn!("reload: {e}");
             }
         });
+    }
+
+    /// The gateway's counters (open and accepted connections): master(8)
+    /// mode reads them to exit after `max_idle` without a connection.
+    pub fn gateway_stats(&self) -> Arc<GatewayStats> {
+        Arc::clone(&self.gateway_stats)
     }
 
     /// Stops accepting, lets sessions answer what they have read, writes and

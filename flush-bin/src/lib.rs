@@ -7,4 +7,5 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod lab;
+pub mod master;
 pub mod queue_lock;

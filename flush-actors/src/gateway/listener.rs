@@ -65,11 +65,12 @@ pub enum Bound {
 }
 
 impl Bound {
-    /// The UNIX socket path to remove at shutdown, if any.
+    /// The UNIX socket path to remove at shutdown, if any (none for a
+    /// socket inherited from master(8), bound with an empty path).
     pub fn unix_path(&self) -> Option<&Path> {
         match self {
-            Bound::Unix(_, path) => Some(path),
-            Bound::Tcp(_) => None,
+            Bound::Unix(_, path) if !path.as_os_str().is_empty() => Some(path),
+            Bound::Unix(..) | Bound::Tcp(_) => None,
         }
     }
 }

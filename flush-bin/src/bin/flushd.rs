@@ -2,13 +2,16 @@
 //!
 //! Reads Postfix's main.cf, validates it in full, takes the queue
 //! directory's lock, starts the actors and serves until SIGTERM or SIGINT;
-//! SIGHUP reloads `fast_flush_domains`.
+//! SIGHUP reloads `fast_flush_domains`. Started by Postfix's master(8) from
+//! master.cf, it serves the socket master passes instead (see
+//! `flush_bin::master`).
 
 use anyhow::{bail, Context as _, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use flush_actors::config::{parse_override, Config};
 use flush_actors::gateway::ListenAddr;
 use flush_actors::server::{self, ServerOptions};
+use flush_bin::master::{self, DaemonOptions, MasterMode};
 use flush_bin::{demo, queue_lock};
 use flush_proto::line::DEFAULT_MAX_LINE;
 use std::path::PathBuf;
@@ -59,8 +62,18 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let code = match run(Args::parse()) {
+    // First of all: the descriptors master(8) may have passed.
+    let started = master::detect().and_then(|inherited| match inherited {
+        None => Ok((Args::parse(), None)),
+        Some(inherited) => master_args(inherited).map(|(args, mode)| (args, Some(mode))),
+    });
+    let verbose = match &started {
+        Ok((_, Some(mode))) => mode.options.verbose,
+        _ => 0,
+    };
+    let level = if verbose > 0 { "debug" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let code = match started.and_then(|(args, master)| run(args, master)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flushd: {e:#}");
@@ -71,7 +84,28 @@ fn main() -> ExitCode {
     code
 }
 
-fn run(args: Args) -> Result<()> {
+/// Under master(8): Postfix's daemon options from the command line, flushd's
+/// own `--long` options through clap, the config directory from `MAIL_CONFIG`.
+fn master_args(inherited: master::Inherited) -> Result<(Args, MasterMode)> {
+    let command = Args::command();
+    let takes_value = |name: &str| {
+        command
+            .get_arguments()
+            .any(|a| a.get_long() == Some(name) && a.get_action().takes_values())
+    };
+    let options = DaemonOptions::parse(std::env::args_os().skip(1), takes_value)?;
+    options.check()?;
+    let clap_args = std::iter::once("flushd".into()).chain(options.flushd_args.iter().cloned());
+    let mut args = Args::try_parse_from(clap_args)?;
+    if args.demo.is_some() {
+        bail!("--demo makes no sense under master(8)");
+    }
+    args.config_dir = master::config_dir(&args.config_dir);
+    args.overrides = options.overrides.clone();
+    Ok((args, MasterMode::new(inherited, options)))
+}
+
+fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
     let mut overrides = Vec::new();
     for spec in &args.overrides {
         overrides.push(parse_override(spec)?);
@@ -80,6 +114,9 @@ fn run(args: Args) -> Result<()> {
         Some(dir) => demo::prepare(dir.clone())?,
         None => args.config_dir.clone(),
     };
+    if let Some(mode) = &master {
+        log::info!("started by master(8): {}", mode.describe());
+    }
     let config = Config::load(&config_dir, &overrides)?;
     let queue = config.queue_directory.clone();
     if !queue.is_dir() {
@@ -89,11 +126,23 @@ fn run(args: Args) -> Result<()> {
         );
     }
     std::fs::read_dir(&queue).with_context(|| format!("queue_directory {}", queue.display()))?;
+    let _lock = match &master {
+        None => queue_lock::acquire(&queue)?,
+        Some(mode) => {
+            // The pid/ directory is root's: lock first, then become mail_owner.
+            let lock = master::lock_queue(&queue, master::LOCK_WAIT)?;
+            if mode.options.unprivileged {
+                master::drop_privileges(&config)?;
+            }
+            lock
+        }
+    };
     queue_lock::ensure_flush_dir(&queue)?;
-    let _lock = queue_lock::acquire(&queue)?;
     queue_lock::raise_open_file_limit();
 
-    let listen = if args.listen.is_empty() {
+    let listen = if args.listen.is_empty() && master.is_some() {
+        Vec::new() // under master(8): only the inherited socket
+    } else if args.listen.is_empty() {
         vec![ListenAddr::Unix(queue.join("public/flush.line"))]
     } else {
         args.listen
@@ -104,6 +153,7 @@ fn run(args: Args) -> Result<()> {
     };
     let postfix_listen = match (args.no_postfix_listen, args.postfix_listen.is_empty()) {
         (true, _) => Vec::new(),
+        (false, true) if master.is_some() => Vec::new(),
         (false, true) => vec![queue.join("public/flush")],
         (false, false) => args.postfix_listen.clone(),
     };
@@ -114,26 +164,40 @@ fn run(args: Args) -> Result<()> {
         config,
         listen,
         postfix_listen,
-        inherited_postfix: None,
+        inherited_postfix: master.as_mut().and_then(MasterMode::take_listener),
         max_line: args.max_line,
         writer_threads,
         max_open_logs: args.max_open_logs,
     };
-    actix_rt::System::new().block_on(serve(options))
+    actix_rt::System::new().block_on(serve(options, master))
 }
 
-/// Runs the server until SIGTERM or SIGINT.
-async fn serve(options: ServerOptions) -> Result<()> {
+/// Runs the server until SIGTERM or SIGINT, or under master(8) until master
+/// goes away or `max_idle` passes without a connection.
+async fn serve(options: ServerOptions, master: Option<MasterMode>) -> Result<()> {
     use actix_rt::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let max_idle = options.config.max_idle;
     let server = server::start(options).await?;
     log::info!("flushd {} ready", env!("CARGO_PKG_VERSION"));
+    let stats = server.gateway_stats();
+    let master_exit = async move {
+        match master {
+            Some(mut mode) => mode.supervise(max_idle, stats).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(master_exit);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            why = &mut master_exit => {
+                log::info!("leaving master(8)'s service: {why}");
+                break;
+            }
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading fast_flush_domains");
                 server.reload();
