@@ -533,7 +533,8 @@ impl MasterMode {
         let mut ticks = tokio::time::interval(tick);
         loop {
             tokio::select! {
-                _ = &mut master_gone => return MasterExit::MasterGone,
+                // Err: no watcher (it could not start); the branch is then off.
+                Ok(()) = &mut master_gone => return MasterExit::MasterGone,
                 _ = ticks.tick() => {
                     let open = stats.connections_open.get();
                     let total = stats.connections_total.get();
