@@ -157,11 +157,12 @@ struct IdleResult {
 }
 
 /// The runner: the Postfix lab, its qmgr stand-in, and the options.
+/// (Fields drop in order: the sink stops before the lab removes its files.)
 struct Runner<'a> {
     options: &'a CompareOptions,
     sizes: Sizes,
-    lab: PostfixLab,
     lab_sink: QmgrSink,
+    lab: PostfixLab,
     lab_selector: ProcessSelector,
 }
 
@@ -274,11 +275,11 @@ impl<'a> Runner<'a> {
         for round in 1..=self.options.rounds {
             let label = format!("send_site, {} files", s.send_files);
             let p = self.postfix_delivery(&send)?;
-            progress(round, &label, "Postfix", &millis(p));
-            r.send_ms.postfix.push(ms(p));
+            progress(round, &label, "Postfix", &p.text());
+            r.send_ms.postfix.push(ms(p.took));
             let f = self.flushd_delivery(&send)?;
-            progress(round, &label, "flushd", &millis(f));
-            r.send_ms.flushd.push(ms(f));
+            progress(round, &label, "flushd", &f.text());
+            r.send_ms.flushd.push(ms(f.took));
             let floor = floor(&send)?;
             progress(round, &label, "utime+rename floor", &millis(floor));
             r.floor_ms.push(ms(floor));
@@ -288,11 +289,11 @@ impl<'a> Runner<'a> {
         for round in 1..=self.options.rounds {
             let label = format!("purge, {} logs", s.purge_logs);
             let p = self.postfix_delivery(&purge)?;
-            progress(round, &label, "Postfix", &millis(p));
-            r.purge_ms.postfix.push(ms(p));
+            progress(round, &label, "Postfix", &p.text());
+            r.purge_ms.postfix.push(ms(p.took));
             let f = self.flushd_delivery(&purge)?;
-            progress(round, &label, "flushd", &millis(f));
-            r.purge_ms.flushd.push(ms(f));
+            progress(round, &label, "flushd", &f.text());
+            r.purge_ms.flushd.push(ms(f.took));
         }
         r.idle = Some(self.idle()?);
         Ok(r)
@@ -351,7 +352,7 @@ impl<'a> Runner<'a> {
     }
 
     /// One delivery of `fixture` by the lab's flush(8); checked.
-    fn postfix_delivery(&self, fixture: &Fixture) -> Result<Duration> {
+    fn postfix_delivery(&self, fixture: &Fixture) -> Result<Delivered> {
         let queue = self.lab.queue_dir();
         fixture::reset(queue)?;
         fixture.build(queue)?;
@@ -359,22 +360,23 @@ impl<'a> Runner<'a> {
         settle();
         let took =
             deliver(&queue.join("public/flush"), queue, fixture).context("Postfix delivery")?;
-        Ok(took)
+        Ok(Delivered::after(took, &self.lab_sink))
     }
 
     /// One delivery of `fixture` by a fresh flushd; checked.
-    fn flushd_delivery(&self, fixture: &Fixture) -> Result<Duration> {
+    fn flushd_delivery(&self, fixture: &Fixture) -> Result<Delivered> {
         let root = scratch_dir("flushd")?;
         let queue = FlushdProcess::prepare_queue(root.path())?;
-        let _sink = QmgrSink::start(&queue, self.options.qmgr)?;
+        let sink = QmgrSink::start(&queue, self.options.qmgr)?;
         fixture.build(&queue)?;
         let daemon =
             FlushdProcess::start(&self.options.flushd, root.path(), &self.options.domain, &[])?;
         settle();
         let took = deliver(&daemon.postfix_socket(), &queue, fixture)
             .with_context(|| format!("flushd delivery; its log: {}", daemon.log_text()))?;
+        let delivered = Delivered::after(took, &sink);
         daemon.stop().context("stop flushd")?;
-        Ok(took)
+        Ok(delivered)
     }
 
     /// A flushd adds many sites once, then idles until its writers retire.
@@ -430,6 +432,29 @@ impl<'a> Runner<'a> {
             live_writers_after_idle: live,
             idle_wait,
         })
+    }
+}
+
+/// A checked delivery: its time, and the qmgr triggers it sent.
+#[derive(Debug, Clone, Copy)]
+struct Delivered {
+    took: Duration,
+    triggers: usize,
+}
+
+impl Delivered {
+    /// Counts the triggers `sink` received, after a moment for the last one
+    /// (flushd sends `I` after the files moved).
+    fn after(took: Duration, sink: &QmgrSink) -> Delivered {
+        thread::sleep(Duration::from_millis(100));
+        Delivered {
+            took,
+            triggers: sink.seen().len(),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!("{} ({} qmgr triggers)", millis(self.took), self.triggers)
     }
 }
 

@@ -20,8 +20,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -45,8 +45,9 @@ const TRIGGER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 enum Waker {
     /// Write a byte into the FIFO.
     Fifo(File),
-    /// Connect to the socket.
-    Unix(PathBuf),
+    /// Shut the listening socket down, which wakes a blocked `accept`
+    /// (Linux) even when its path is already gone.
+    Unix(UnixListener),
 }
 
 /// An endpoint at `public/qmgr` and the thread that drains it.
@@ -98,10 +99,11 @@ impl QmgrSink {
                 let listener = UnixListener::bind(&path)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
                 chown(&path, Some(owner.uid()), Some(owner.gid()))?;
+                let waker = Waker::Unix(listener.try_clone()?);
                 let handle = thread::Builder::new()
                     .name("qmgr-unix".into())
                     .spawn(move || serve_triggers(listener, &flag, &sink))?;
-                (Waker::Unix(path), handle)
+                (waker, handle)
             }
         };
         Ok(QmgrSink {
@@ -174,8 +176,8 @@ impl Drop for QmgrSink {
             Waker::Fifo(file) => {
                 let _ = file.write_all(b"\n");
             }
-            Waker::Unix(path) => {
-                let _ = UnixStream::connect(path.as_path());
+            Waker::Unix(listener) => {
+                let _ = rustix::net::shutdown(&*listener, rustix::net::Shutdown::Both);
             }
         }
         if let Some(handle) = self.handle.take() {
@@ -190,6 +192,7 @@ mod tests {
     use super::*;
     use crate::lab::wait_until;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::net::UnixStream;
 
     #[test]
     fn fifo_sink_drains_triggers_written_non_blocking() {
@@ -228,6 +231,9 @@ mod tests {
             assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed by the sink");
         }
         assert!(wait_until(Duration::from_secs(5), || sink.seen() == b"FI"));
+        // Stopping works even when the socket's directory is already gone
+        // (a lab's temp dir removed first): this would hang otherwise.
+        fs::remove_dir_all(tmp.path().join("public")).unwrap();
         drop(sink);
     }
 }
