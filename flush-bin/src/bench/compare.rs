@@ -52,6 +52,8 @@ use std::time::{Duration, Instant};
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a purge's progress is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// How long after the last writer retired the idle RSS is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(10);
 
 /// How to compare.
 #[derive(Debug, Clone)]
@@ -419,10 +421,17 @@ impl<'a> Runner<'a> {
             }
         }
         let idle_wait = idle_start.elapsed();
+        let rss_at_zero_kib = status_kib(daemon.pid(), "VmRSS")?;
+        // Retired writers stop and free their memory asynchronously, and
+        // the allocator returns pages to the system after a delay: measure
+        // once that has had time to happen.
+        thread::sleep(IDLE_SETTLE);
         let rss_after_idle_kib = status_kib(daemon.pid(), "VmRSS")?;
         eprintln!(
-            "idle: after {:.0} s, {live} live writers, RSS {}",
+            "idle: after {:.0} s, {live} live writers, RSS {}; {} s later RSS {}",
             idle_wait.as_secs_f64(),
+            mib(rss_at_zero_kib),
+            IDLE_SETTLE.as_secs(),
             mib(rss_after_idle_kib)
         );
         daemon.stop().context("stop flushd")?;
@@ -675,11 +684,11 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
         });
         rows.push(Row {
             workload: format!(
-                "  then idle for max_idle{} ({:.0} s): RSS",
+                "  then idle until no writer is left (max_idle{}; {:.0} s), plus 10 s: RSS",
                 if options.quick {
-                    " (5s in --quick)"
+                    " 5s in --quick"
                 } else {
-                    ""
+                    " 100s"
                 },
                 idle.idle_wait.as_secs_f64()
             ),
