@@ -72,6 +72,8 @@ pub struct CompareOptions {
     pub domain: String,
     /// What `public/qmgr` is on both sides.
     pub qmgr: QmgrKind,
+    /// Only these workloads (all when empty).
+    pub only: Vec<Workload>,
 }
 
 /// The sizes of the workloads.
@@ -115,6 +117,35 @@ impl Sizes {
         purge_logs: 1_000,
         idle_sites: 10_000,
     };
+}
+
+/// The workloads, in the order they run; `--only` picks some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// add over the Postfix protocol (and the memory it takes).
+    Add,
+    /// add over the line protocol, pipelined.
+    Line,
+    /// add over both protocols with many sites.
+    ManySites,
+    /// send_site of present queue files, and the utime + rename floor.
+    SendSite,
+    /// purge of non-empty logs.
+    Purge,
+    /// flushd's memory after many sites, then idle (runs once).
+    Idle,
+}
+
+impl Workload {
+    /// Every workload, in order.
+    pub const ALL: [Workload; 6] = [
+        Workload::Add,
+        Workload::Line,
+        Workload::ManySites,
+        Workload::SendSite,
+        Workload::Purge,
+        Workload::Idle,
+    ];
 }
 
 /// Medians of one measure on both sides, over the rounds.
@@ -232,73 +263,94 @@ impl<'a> Runner<'a> {
 
     fn run_all(&mut self) -> Result<Results> {
         let mut r = Results::default();
+        for workload in Workload::ALL {
+            if self.options.only.is_empty() || self.options.only.contains(&workload) {
+                self.run_workload(workload, &mut r)?;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Runs every round of one workload, Postfix then flushd in each.
+    fn run_workload(&mut self, workload: Workload, r: &mut Results) -> Result<()> {
         let s = self.sizes;
         let c = self.options.concurrency;
-        for round in 1..=self.options.rounds {
-            let label = format!("add, Postfix protocol, C={c}, S={}", s.sites);
-            let p = self.postfix_adds(s.postfix_adds, s.sites)?;
-            progress(round, &label, "Postfix", &describe(&p));
-            r.add_rate.postfix.push(p.rate());
-            r.add_p99_ms.postfix.push(ms(p.latency.p99));
-            r.add_memory_kib.postfix.push(p.memory.pss_kib as f64);
-            let f = self.flushd_adds(Protocol::Postfix, s.postfix_adds, s.sites)?;
-            progress(round, &label, "flushd", &describe(&f));
-            r.add_rate.flushd.push(f.rate());
-            r.add_p99_ms.flushd.push(ms(f.latency.p99));
-            r.add_memory_kib.flushd.push(f.memory.peak_rss_kib() as f64);
+        let rounds = 1..=self.options.rounds;
+        match workload {
+            Workload::Add => {
+                for round in rounds {
+                    let label = format!("add, Postfix protocol, C={c}, S={}", s.sites);
+                    let p = self.postfix_adds(s.postfix_adds, s.sites)?;
+                    progress(round, &label, "Postfix", &describe(&p));
+                    r.add_rate.postfix.push(p.rate());
+                    r.add_p99_ms.postfix.push(ms(p.latency.p99));
+                    r.add_memory_kib.postfix.push(p.memory.pss_kib as f64);
+                    let f = self.flushd_adds(Protocol::Postfix, s.postfix_adds, s.sites)?;
+                    progress(round, &label, "flushd", &describe(&f));
+                    r.add_rate.flushd.push(f.rate());
+                    r.add_p99_ms.flushd.push(ms(f.latency.p99));
+                    r.add_memory_kib.flushd.push(f.memory.peak_rss_kib() as f64);
+                }
+            }
+            Workload::Line => {
+                for round in rounds {
+                    let w = self.options.window;
+                    let label = format!("add, line protocol, {c}x{w}, S={}", s.sites);
+                    let f = self.flushd_adds(Protocol::Line, s.line_adds, s.sites)?;
+                    progress(round, &label, "flushd", &describe(&f));
+                    r.line_rate.flushd.push(f.rate());
+                    r.line_p99_ms.flushd.push(ms(f.latency.p99));
+                }
+            }
+            Workload::ManySites => {
+                for round in rounds.clone() {
+                    let label = format!("add, line protocol, S={}", s.many_sites);
+                    let f = self.flushd_adds(Protocol::Line, s.line_adds, s.many_sites)?;
+                    progress(round, &label, "flushd", &describe(&f));
+                    r.many_line_rate.flushd.push(f.rate());
+                }
+                for round in rounds {
+                    let label = format!("add, Postfix protocol, S={}", s.many_sites);
+                    let p = self.postfix_adds(s.postfix_adds, s.many_sites)?;
+                    progress(round, &label, "Postfix", &describe(&p));
+                    r.many_postfix_rate.postfix.push(p.rate());
+                    let f = self.flushd_adds(Protocol::Postfix, s.postfix_adds, s.many_sites)?;
+                    progress(round, &label, "flushd", &describe(&f));
+                    r.many_postfix_rate.flushd.push(f.rate());
+                }
+            }
+            Workload::SendSite => {
+                let send = Fixture::new(FixtureKind::SendSite, s.send_files, &self.options.domain)
+                    .map_err(anyhow::Error::msg)?;
+                for round in rounds {
+                    let label = format!("send_site, {} files", s.send_files);
+                    let p = self.postfix_delivery(&send)?;
+                    progress(round, &label, "Postfix", &p.text());
+                    r.send_ms.postfix.push(ms(p.took));
+                    let f = self.flushd_delivery(&send)?;
+                    progress(round, &label, "flushd", &f.text());
+                    r.send_ms.flushd.push(ms(f.took));
+                    let floor = floor(&send)?;
+                    progress(round, &label, "utime+rename floor", &millis(floor));
+                    r.floor_ms.push(ms(floor));
+                }
+            }
+            Workload::Purge => {
+                let purge = Fixture::new(FixtureKind::Purge, s.purge_logs, &self.options.domain)
+                    .map_err(anyhow::Error::msg)?;
+                for round in rounds {
+                    let label = format!("purge, {} logs", s.purge_logs);
+                    let p = self.postfix_delivery(&purge)?;
+                    progress(round, &label, "Postfix", &p.text());
+                    r.purge_ms.postfix.push(ms(p.took));
+                    let f = self.flushd_delivery(&purge)?;
+                    progress(round, &label, "flushd", &f.text());
+                    r.purge_ms.flushd.push(ms(f.took));
+                }
+            }
+            Workload::Idle => r.idle = Some(self.idle()?),
         }
-        for round in 1..=self.options.rounds {
-            let label = format!(
-                "add, line protocol, {c}x{}, S={}",
-                self.options.window, s.sites
-            );
-            let f = self.flushd_adds(Protocol::Line, s.line_adds, s.sites)?;
-            progress(round, &label, "flushd", &describe(&f));
-            r.line_rate.flushd.push(f.rate());
-            r.line_p99_ms.flushd.push(ms(f.latency.p99));
-        }
-        for round in 1..=self.options.rounds {
-            let label = format!("add, line protocol, S={}", s.many_sites);
-            let f = self.flushd_adds(Protocol::Line, s.line_adds, s.many_sites)?;
-            progress(round, &label, "flushd", &describe(&f));
-            r.many_line_rate.flushd.push(f.rate());
-        }
-        for round in 1..=self.options.rounds {
-            let label = format!("add, Postfix protocol, S={}", s.many_sites);
-            let p = self.postfix_adds(s.postfix_adds, s.many_sites)?;
-            progress(round, &label, "Postfix", &describe(&p));
-            r.many_postfix_rate.postfix.push(p.rate());
-            let f = self.flushd_adds(Protocol::Postfix, s.postfix_adds, s.many_sites)?;
-            progress(round, &label, "flushd", &describe(&f));
-            r.many_postfix_rate.flushd.push(f.rate());
-        }
-        let send = Fixture::new(FixtureKind::SendSite, s.send_files, &self.options.domain)
-            .map_err(anyhow::Error::msg)?;
-        for round in 1..=self.options.rounds {
-            let label = format!("send_site, {} files", s.send_files);
-            let p = self.postfix_delivery(&send)?;
-            progress(round, &label, "Postfix", &p.text());
-            r.send_ms.postfix.push(ms(p.took));
-            let f = self.flushd_delivery(&send)?;
-            progress(round, &label, "flushd", &f.text());
-            r.send_ms.flushd.push(ms(f.took));
-            let floor = floor(&send)?;
-            progress(round, &label, "utime+rename floor", &millis(floor));
-            r.floor_ms.push(ms(floor));
-        }
-        let purge = Fixture::new(FixtureKind::Purge, s.purge_logs, &self.options.domain)
-            .map_err(anyhow::Error::msg)?;
-        for round in 1..=self.options.rounds {
-            let label = format!("purge, {} logs", s.purge_logs);
-            let p = self.postfix_delivery(&purge)?;
-            progress(round, &label, "Postfix", &p.text());
-            r.purge_ms.postfix.push(ms(p.took));
-            let f = self.flushd_delivery(&purge)?;
-            progress(round, &label, "flushd", &f.text());
-            r.purge_ms.flushd.push(ms(f.took));
-        }
-        r.idle = Some(self.idle()?);
-        Ok(r)
+        Ok(())
     }
 
     fn load_options(&self, target: Target, requests: u64, sites: u64) -> LoadOptions {
@@ -673,6 +725,7 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
             goal: Goal::RatioAtMost(1.0),
         },
     ];
+    rows.retain(|row| row.flushd.is_some());
     if let Some(idle) = r.idle {
         let idle_sites = thousands(s.idle_sites);
         rows.push(Row {
@@ -754,15 +807,17 @@ mod tests {
             window: 8,
             domain: "bench.test".into(),
             qmgr: QmgrKind::Unix,
+            only: Vec::new(),
         };
         let rows = rows(&r, Sizes::FULL, &options);
         assert_eq!(rows[0].reference, Some(12_000.0));
         assert_eq!(rows[0].flushd, Some(40_000.0));
         assert_eq!(rows[0].met(), Some(true));
-        assert!(rows[2].workload.contains("16 connections x 8"));
-        assert_eq!(rows[2].reference, Some(12_000.0));
-        assert_eq!(rows[2].met(), Some(true));
-        // Rows without data have no verdict rather than a false one.
-        assert_eq!(rows[6].met(), None);
+        // Rows without measurements are left out.
+        assert_eq!(rows.len(), 2);
+        assert!(rows[1].workload.contains("16 connections x 8"));
+        assert_eq!(rows[1].reference, Some(12_000.0));
+        assert_eq!(rows[1].met(), Some(true));
+        assert!(rows.iter().all(|row| row.flushd.is_some()));
     }
 }

@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use flush_bin::bench::compare::{self, CompareOptions};
+use flush_bin::bench::compare::{self, CompareOptions, Workload};
 use flush_bin::bench::fixture::{Fixture, FixtureKind};
 use flush_bin::bench::flushd::sibling_flushd;
 use flush_bin::bench::latency::millis;
@@ -149,6 +149,38 @@ struct CompareArgs {
     /// socket, as Debian's master.cf declares qmgr) or fifo (Postfix's stock).
     #[arg(long, value_enum, default_value_t = QmgrArg::Unix)]
     qmgr: QmgrArg,
+    /// Only these workloads (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<WorkloadArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WorkloadArg {
+    /// add over the Postfix protocol, and the memory it takes.
+    Add,
+    /// add over the line protocol, pipelined.
+    Line,
+    /// add with many sites, over both protocols.
+    ManySites,
+    /// send_site of present queue files, and the utime + rename floor.
+    SendSite,
+    /// purge of non-empty logs.
+    Purge,
+    /// flushd's memory after many sites added once, then idle.
+    Idle,
+}
+
+impl From<WorkloadArg> for Workload {
+    fn from(arg: WorkloadArg) -> Workload {
+        match arg {
+            WorkloadArg::Add => Workload::Add,
+            WorkloadArg::Line => Workload::Line,
+            WorkloadArg::ManySites => Workload::ManySites,
+            WorkloadArg::SendSite => Workload::SendSite,
+            WorkloadArg::Purge => Workload::Purge,
+            WorkloadArg::Idle => Workload::Idle,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -269,6 +301,7 @@ fn compare_command(args: CompareArgs) -> Result<ExitCode> {
             QmgrArg::Unix => QmgrKind::Unix,
             QmgrArg::Fifo => QmgrKind::Fifo,
         },
+        only: args.only.into_iter().map(Workload::from).collect(),
     };
     let rows = compare::run(&options)?;
     println!(
