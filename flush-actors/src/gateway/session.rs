@@ -85,30 +85,39 @@ impl<P: Protocol> Session<P> {
     /// (or the peer is gone); Pending while waiting on a reply or the socket.
     fn pump(&mut self, task: &mut std::task::Context<'_>) -> Poll<()> {
         loop {
-            while !self.out.is_empty() {
-                match self.writer.as_mut().poll_write(task, &self.out) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        log::debug!("session {}: peer gone while writing", self.id);
-                        self.out.clear();
-                        self.inflight = FuturesOrdered::new();
-                        self.closing = true;
-                        return Poll::Ready(());
+            // Gather every reply that is ready, so that they leave in one write.
+            let mut all_answered = false;
+            while self.out.len() < OUT_HIGH_WATER {
+                match self.inflight.poll_next_unpin(task) {
+                    Poll::Ready(Some(Some(bytes))) => {
+                        self.last_active = Instant::now();
+                        self.out.extend_from_slice(&bytes);
                     }
-                    Poll::Ready(Ok(n)) => self.out.advance(n),
+                    Poll::Ready(Some(None)) => {}
+                    Poll::Ready(None) => {
+                        all_answered = true;
+                        break;
+                    }
                     Poll::Pending => break,
                 }
             }
-            if self.out.len() >= OUT_HIGH_WATER {
-                return Poll::Pending;
+            if self.out.is_empty() {
+                return if all_answered {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
-            match self.inflight.poll_next_unpin(task) {
-                Poll::Ready(Some(Some(bytes))) => {
-                    self.last_active = Instant::now();
-                    self.out.extend_from_slice(&bytes);
+            match self.writer.as_mut().poll_write(task, &self.out) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    log::debug!("session {}: peer gone while writing", self.id);
+                    self.out.clear();
+                    self.inflight = FuturesOrdered::new();
+                    self.closing = true;
+                    return Poll::Ready(());
                 }
-                Poll::Ready(Some(None)) => {}
-                Poll::Ready(None) if self.out.is_empty() => return Poll::Ready(()),
-                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) => self.out.advance(n),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
