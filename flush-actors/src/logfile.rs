@@ -112,6 +112,8 @@ pub struct LogFile {
     snapshot: Option<Snapshot>,
     /// The lock of the delivery in progress, if any.
     delivery: Weak<HeldLock>,
+    /// Whether `seen` is kept (see [`LogFile::without_memory`]).
+    remember: bool,
 }
 
 impl LogFile {
@@ -148,7 +150,19 @@ impl LogFile {
             seen: HashSet::new(),
             snapshot: None,
             delivery: Weak::new(),
+            remember: true,
         }
+    }
+
+    /// Stops remembering the IDs the log holds: appends then skip only
+    /// duplicates within one batch, as flush(8) skips none. For a log opened
+    /// for one write and closed again, where re-reading the whole file to
+    /// rebuild the memory would cost more than the duplicates it avoids
+    /// (deliveries de-duplicate anyway).
+    pub fn without_memory(mut self) -> LogFile {
+        self.remember = false;
+        self.seen = HashSet::new();
+        self
     }
 
     /// The log's path.
@@ -194,7 +208,7 @@ impl LogFile {
         ids: &[&str],
         meta: &std::fs::Metadata,
     ) -> io::Result<AppendReport> {
-        if self.snapshot.as_ref() != Some(&Snapshot::of(meta)) {
+        if self.remember && self.snapshot.as_ref() != Some(&Snapshot::of(meta)) {
             self.resync()?;
         }
         let mut report = AppendReport::default();
@@ -214,7 +228,7 @@ impl LogFile {
                 buf.push_str(id);
                 buf.push('\n');
                 report.written += 1;
-                if self.seen.len() < MAX_TRACKED_IDS {
+                if self.remember && self.seen.len() < MAX_TRACKED_IDS {
                     self.seen.insert(id.to_owned());
                 }
             }
@@ -227,7 +241,9 @@ impl LogFile {
         self.snapshot = None;
         (&self.file).write_all(buf.as_bytes())?;
         report.bytes = buf.len();
-        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        if self.remember {
+            self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        }
         Ok(report)
     }
 

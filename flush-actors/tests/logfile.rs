@@ -397,3 +397,17 @@ fn append_waits_for_a_delivery_and_is_not_lost() {
     assert_eq!(appender.join().unwrap().written, 1);
     assert_eq!(content(dir.path()), "NEW1\n");
 }
+
+#[test]
+fn a_log_without_memory_skips_only_duplicates_within_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogFile::open(dir.path(), "nomem_test")
+        .unwrap()
+        .without_memory();
+    let first = log.append(&["A1", "A1", "B2"]).unwrap();
+    assert_eq!((first.written, first.skipped), (2, 1));
+    let second = log.append(&["A1"]).unwrap();
+    assert_eq!((second.written, second.skipped), (1, 0));
+    let body = std::fs::read_to_string(dir.path().join("nomem_test")).unwrap();
+    assert_eq!(body, "A1\nB2\nA1\n");
+}

@@ -82,6 +82,13 @@ impl LogWriter {
         if self.log.is_none() {
             let file = LogFile::open(&self.shared.flush_dir, self.site.as_ref())?;
             let slot = self.shared.budget.try_acquire();
+            // Without a slot the log is closed after this write: remembering
+            // its IDs would mean re-reading it whole on every open.
+            let file = if slot.is_some() {
+                file
+            } else {
+                file.without_memory()
+            };
             self.shared.stats.open_files.incr();
             self.log = Some(OpenLog { file, slot });
         }
