@@ -22,6 +22,7 @@ use crate::stats::{Counter, Gauge, Mailbox, Report};
 use crate::ActorError;
 use actix::prelude::*;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +32,9 @@ pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Mailbox capacity: every `add` and `send_site` passes through here.
 pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// Verdicts remembered between reloads; when full, the cache starts over.
+pub const VERDICT_CACHE_SIZE: usize = 10_000;
 
 /// At most one "table lookup problem" warning per this interval (Postfix logs
 /// one per request; a broken table under load would flood the log).
@@ -84,6 +88,9 @@ impl Report for MatcherStats {
 /// Owns the domain list now serving and what it takes to reload it.
 pub struct DomainMatcher {
     list: Arc<DomainList>,
+    /// Recent verdicts of the list now serving: a busy relay asks about the
+    /// same few sites over and over, and a verdict costs IDNA plus a match.
+    recent: HashMap<String, Verdict>,
     config_dir: PathBuf,
     overrides: Vec<(String, String)>,
     stats: Arc<MatcherStats>,
@@ -125,6 +132,7 @@ impl DomainMatcher {
         stats.last_reload_unix.set(unix_now());
         Ok(DomainMatcher {
             list: Arc::new(list),
+            recent: HashMap::new(),
             config_dir: config.config_directory.clone(),
             overrides: config.overrides.clone(),
             stats,
@@ -183,6 +191,7 @@ impl DomainMatcher {
                 self.stats.reloads.incr();
                 self.stats.last_reload_unix.set(unix_now());
                 self.list = Arc::new(list);
+                self.recent.clear();
                 Ok(())
             }
             Err(e) => {
@@ -282,14 +291,31 @@ impl Actor for DomainMatcher {
     }
 }
 
+impl DomainMatcher {
+    /// The verdict on `site`, from the cache of recent ones when it is there.
+    fn verdict(&mut self, site: &str) -> Verdict {
+        let verdict = match self.recent.get(site) {
+            Some(verdict) => verdict.clone(),
+            None => {
+                let verdict = self.list.verdict(site);
+                if self.recent.len() >= VERDICT_CACHE_SIZE {
+                    self.recent.clear();
+                }
+                self.recent.insert(site.to_owned(), verdict.clone());
+                verdict
+            }
+        };
+        self.count(&verdict);
+        verdict
+    }
+}
+
 impl Handler<MatchSite> for DomainMatcher {
     type Result = MessageResult<MatchSite>;
 
     fn handle(&mut self, msg: MatchSite, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.mailbox.handled();
-        let verdict = self.list.verdict(&msg.site);
-        self.count(&verdict);
-        MessageResult(verdict)
+        MessageResult(self.verdict(&msg.site))
     }
 }
 
@@ -298,15 +324,7 @@ impl Handler<MatchSites> for DomainMatcher {
 
     fn handle(&mut self, msg: MatchSites, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.mailbox.handled();
-        let verdicts = msg
-            .sites
-            .iter()
-            .map(|site| {
-                let verdict = self.list.verdict(site);
-                self.count(&verdict);
-                verdict
-            })
-            .collect();
+        let verdicts = msg.sites.iter().map(|site| self.verdict(site)).collect();
         MessageResult(verdicts)
     }
 }
