@@ -4,6 +4,7 @@
 //! generators of valid queue IDs, the `public/qmgr` FIFO and a reader for it,
 //! and a polling helper.
 
+pub use flush_bin::bench::fixture::{flush_log, queue_ids};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -79,43 +80,12 @@ pub fn make_queue_file(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-/// The queue IDs (file names) under `<queue>/<queue_name>/`, at any hash
-/// depth, sorted. Empty if the directory does not exist.
-pub fn queue_ids(queue: &Path, queue_name: &str) -> Vec<String> {
-    fn walk(dir: &Path, depth: usize, out: &mut Vec<String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() && depth < 16 {
-                walk(&entry.path(), depth + 1, out);
-            } else if kind.is_file() {
-                out.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&queue.join(queue_name), 0, &mut out);
-    out.sort();
-    out
-}
-
 /// Where queue file `id` is now: `Some("deferred")`, `Some("incoming")`, ...
 /// (searching deferred, incoming, active, hold, corrupt), or `None`.
 pub fn find_queue_file(queue: &Path, id: &str) -> Option<&'static str> {
     ["deferred", "incoming", "active", "hold", "corrupt"]
         .into_iter()
         .find(|name| queue_ids(queue, name).iter().any(|x| x == id))
-}
-
-/// The lines of logfile `flush/<site_path>`; empty if it does not exist.
-pub fn flush_log(queue: &Path, site_path: &str) -> Vec<String> {
-    fs::read_to_string(queue.join("flush").join(site_path))
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 /// A valid short (upper-case hex) queue ID, distinct for each `n`, spread over
