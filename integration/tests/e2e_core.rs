@@ -1079,3 +1079,32 @@ fn idle_writers_are_retired_after_max_idle() {
     request_ok(&mut client, &format!("add a.test {id}"));
     assert_eq!(flush_log(q, "a_test"), vec![short_queue_id(0), id]);
 }
+
+/// A client that pipelines `add` then `send_site` for the same site, in one
+/// write, gets the added message delivered by that send_site.
+#[test]
+fn a_pipelined_add_is_delivered_by_the_send_site_behind_it() {
+    let daemon = Flushd::start(FlushdOptions::default());
+    let q = daemon.queue_dir();
+    let mut client = daemon.client();
+    let ids: Vec<String> = (200..205).map(short_queue_id).collect();
+    let mut burst = String::new();
+    for id in &ids {
+        make_deferred(q, id);
+        burst.push_str(&format!("add relay.test {id}\n"));
+    }
+    burst.push_str("send_site relay.test\n");
+    client.send_raw(burst.as_bytes());
+    for id in &ids {
+        assert_ok(&client.read_reply(), &format!("add {id}"));
+    }
+    let reply = client.read_reply();
+    assert_eq!(reply, "OK 5 queued", "send_site reply");
+    for id in &ids {
+        assert!(
+            incoming(q, id).is_file(),
+            "{id} not delivered by the send_site behind its add"
+        );
+    }
+    assert_eq!(log_len(q, "relay_test"), Some(0), "log not truncated");
+}

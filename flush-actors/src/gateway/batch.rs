@@ -1,18 +1,25 @@
-//! `AddBatcher`: the adds that arrive together, carried out together.
+//! `AddBatcher`: the adds (and send_sites) that arrive together, carried out
+//! together.
 //!
 //! Every `add` needs a verdict from the matcher and an append by a writer.
 //! Sent one by one, those hops cost more than the work. All sessions of the
-//! gateway run on one thread, so the adds they decode in one turn of that
+//! gateway run on one thread, so the requests they decode in one turn of that
 //! thread are collected here and sent as one `MatchSites` and one
 //! `AppendBatch` when the turn ends (a local task that runs once the
-//! sessions yield). Each request still gets its own reply, and only once its
-//! ID is in the file.
+//! sessions yield). Each request still gets its own reply, and an add only
+//! once its ID is in the file.
+//!
+//! `send_site` travels the same way, so that a client that pipelines
+//! `add S X` then `send_site S` gets X delivered: a batch's deliveries start
+//! only after its appends are written, and batches reach the actors in the
+//! order they were formed.
 
-use crate::domains::Verdict;
+use crate::domains::{SitePath, Verdict};
 use crate::matcher::{DomainMatcher, MatchSites, MatcherStats};
 use crate::stats::Tracked;
-use crate::writer::{AppendBatch, WriterRegistry, WriterStats};
+use crate::writer::{AppendBatch, DeliverFor, DeliverHow, WriterRegistry, WriterStats};
 use flush_proto::{Reply, Status};
+use futures_util::future::join_all;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tokio::sync::oneshot;
@@ -20,17 +27,23 @@ use tokio::sync::oneshot;
 /// Largest batch sent as one message; a longer burst is cut into several.
 pub const MAX_BATCH: usize = 4096;
 
-struct PendingAdd {
+/// What a queued request asks for.
+enum Op {
+    Add(String),
+    SendSite,
+}
+
+struct Pending {
     site: String,
-    queue_id: String,
+    op: Op,
     reply: oneshot::Sender<Reply>,
 }
 
-/// Collects adds for one turn of the gateway's thread.
+/// Collects adds and send_sites for one turn of the gateway's thread.
 pub struct AddBatcher {
     matcher: Tracked<DomainMatcher, MatcherStats>,
     registry: Tracked<WriterRegistry, WriterStats>,
-    pending: RefCell<Vec<PendingAdd>>,
+    pending: RefCell<Vec<Pending>>,
     scheduled: Cell<bool>,
 }
 
@@ -50,14 +63,19 @@ impl AddBatcher {
 
     /// Queues one add; the reply comes when its batch is done.
     pub async fn add(self: &Rc<Self>, site: String, queue_id: String) -> Reply {
-        let (tx, rx) = oneshot::channel();
+        self.queue(site, Op::Add(queue_id)).await
+    }
+
+    /// Queues one send_site; it runs after the appends of its batch.
+    pub async fn send_site(self: &Rc<Self>, site: String) -> Reply {
+        self.queue(site, Op::SendSite).await
+    }
+
+    async fn queue(self: &Rc<Self>, site: String, op: Op) -> Reply {
+        let (reply, rx) = oneshot::channel();
         let full = {
             let mut pending = self.pending.borrow_mut();
-            pending.push(PendingAdd {
-                site,
-                queue_id,
-                reply: tx,
-            });
+            pending.push(Pending { site, op, reply });
             pending.len() >= MAX_BATCH
         };
         if full {
@@ -76,35 +94,56 @@ impl AddBatcher {
     }
 
     /// Carries out one batch and answers each of its requests.
-    async fn run(self: Rc<Self>, batch: Vec<PendingAdd>) {
+    async fn run(self: Rc<Self>, batch: Vec<Pending>) {
         if batch.is_empty() {
             return;
         }
-        let sites = batch.iter().map(|add| add.site.clone()).collect();
+        let sites = batch.iter().map(|p| p.site.clone()).collect();
         let verdicts = match self.matcher.send(MatchSites { sites }).await {
             Ok(verdicts) if verdicts.len() == batch.len() => verdicts,
             Ok(_) => return fail_all(batch, "matcher answered a different batch"),
             Err(e) => return fail_all(batch, &format!("matcher unavailable: {e}")),
         };
         let mut entries = Vec::new();
-        let mut waiting = Vec::new();
-        for (add, verdict) in batch.into_iter().zip(verdicts) {
-            match verdict {
-                Verdict::Eligible(path) => {
-                    entries.push((path, add.queue_id));
-                    waiting.push(add.reply);
+        let mut appended = Vec::new();
+        let mut deliveries: Vec<(SitePath, oneshot::Sender<Reply>)> = Vec::new();
+        for (pending, verdict) in batch.into_iter().zip(verdicts) {
+            match (verdict, pending.op) {
+                (Verdict::Eligible(path), Op::Add(queue_id)) => {
+                    entries.push((path, queue_id));
+                    appended.push(pending.reply);
                 }
-                refused => {
-                    let _ = add.reply.send(super::services::refusal(refused));
+                (Verdict::Eligible(path), Op::SendSite) => deliveries.push((path, pending.reply)),
+                (refused, _) => {
+                    let _ = pending.reply.send(super::services::refusal(refused));
                 }
             }
         }
-        if entries.is_empty() {
-            return;
+        if !entries.is_empty() {
+            self.append(entries, appended).await;
         }
+        let registry = &self.registry;
+        join_all(deliveries.into_iter().map(|(path, reply)| async move {
+            let report = registry
+                .send(DeliverFor::new(path, DeliverHow::SendSite))
+                .await;
+            let _ = reply.send(match report {
+                Ok(Ok(report)) => Reply::new(
+                    Status::Ok,
+                    format!("{} queued", report.moved + report.already_incoming),
+                ),
+                Ok(Err(e)) => Reply::new(Status::Fail, e.to_string()),
+                Err(e) => Reply::new(Status::Fail, format!("writers unavailable: {e}")),
+            });
+        }))
+        .await;
+    }
+
+    /// Appends a batch's eligible IDs and answers their requests.
+    async fn append(&self, entries: Vec<(SitePath, String)>, replies: Vec<oneshot::Sender<Reply>>) {
         match self.registry.send(AppendBatch::new(entries)).await {
             Ok(results) => {
-                for (reply, result) in waiting.into_iter().zip(results) {
+                for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(match result {
                         Ok(()) => Reply::ok(),
                         Err(e) => Reply::new(Status::Fail, e.to_string()),
@@ -112,7 +151,7 @@ impl AddBatcher {
                 }
             }
             Err(e) => {
-                for reply in waiting {
+                for reply in replies {
                     let _ = reply.send(Reply::new(
                         Status::Fail,
                         format!("writers unavailable: {e}"),
@@ -123,8 +162,8 @@ impl AddBatcher {
     }
 }
 
-fn fail_all(batch: Vec<PendingAdd>, why: &str) {
-    for add in batch {
-        let _ = add.reply.send(Reply::new(Status::Fail, why));
+fn fail_all(batch: Vec<Pending>, why: &str) {
+    for pending in batch {
+        let _ = pending.reply.send(Reply::new(Status::Fail, why));
     }
 }

@@ -7,10 +7,10 @@
 use super::batch::AddBatcher;
 use crate::domains::Verdict;
 use crate::janitor::{Janitor, JanitorStats, StartSweep, Sweep};
-use crate::matcher::{DomainMatcher, MatchSite, MatcherStats};
+use crate::matcher::{DomainMatcher, MatcherStats};
 use crate::stats::{StatsCollector, Tracked};
 use crate::trigger::{QueueTrigger, SendOneFile, TriggerStats};
-use crate::writer::{DeliverFor, DeliverHow, WriterRegistry, WriterStats};
+use crate::writer::{WriterRegistry, WriterStats};
 use crate::ActorError;
 use actix::Addr;
 use flush_proto::{Reply, Request, Status};
@@ -38,7 +38,7 @@ impl Services {
     pub async fn execute(&self, request: Request) -> Reply {
         let result = match request {
             Request::Add(add) => Ok(self.adds.add(add.site, add.queue_id).await),
-            Request::SendSite(send) => self.send_site(send.site).await,
+            Request::SendSite(send) => Ok(self.adds.send_site(send.site).await),
             Request::SendFile(send) => self.send_file(send.queue_id).await,
             Request::Refresh(_) => self.sweep(Sweep::Refresh, "request").await,
             Request::Purge(_) => self.sweep(Sweep::Purge, "request").await,
@@ -52,21 +52,6 @@ impl Services {
         self.sweep(Sweep::Refresh, "wakeup")
             .await
             .unwrap_or_else(|e| Reply::new(Status::Fail, e.to_string()))
-    }
-
-    async fn send_site(&self, site: String) -> Result<Reply, ActorError> {
-        let path = match self.matcher.send(MatchSite { site }).await? {
-            Verdict::Eligible(path) => path,
-            refused => return Ok(refusal(refused)),
-        };
-        let report = self
-            .registry
-            .send(DeliverFor::new(path, DeliverHow::SendSite))
-            .await??;
-        Ok(Reply::new(
-            Status::Ok,
-            format!("{} queued", report.moved + report.already_incoming),
-        ))
     }
 
     async fn send_file(&self, queue_id: String) -> Result<Reply, ActorError> {
