@@ -159,7 +159,6 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     let matcher = Tracked::new(matcher, matcher_stats, |s: &MatcherStats| &s.mailbox);
     let services = Services {
         adds: AddBatcher::new(matcher.clone(), registry_tracked.clone()),
-        matcher: matcher.clone(),
         registry: registry_tracked,
         trigger,
         janitor: Tracked::new(janitor, janitor_stats, |s: &JanitorStats| &s.mailbox),

@@ -7,7 +7,6 @@
 use super::batch::AddBatcher;
 use crate::domains::Verdict;
 use crate::janitor::{Janitor, JanitorStats, StartSweep, Sweep};
-use crate::matcher::{DomainMatcher, MatcherStats};
 use crate::stats::{StatsCollector, Tracked};
 use crate::trigger::{QueueTrigger, SendOneFile, TriggerStats};
 use crate::writer::{WriterRegistry, WriterStats};
@@ -19,10 +18,9 @@ use std::rc::Rc;
 /// Addresses of the actors a request may need.
 #[derive(Clone)]
 pub struct Services {
-    /// Collects adds so that they travel in batches.
+    /// Collects adds and send_sites so that they travel in batches; it owns
+    /// the way to the matcher.
     pub adds: Rc<AddBatcher>,
-    /// Decides eligibility and the logfile name.
-    pub matcher: Tracked<DomainMatcher, MatcherStats>,
     /// Routes appends and deliveries to log writers.
     pub registry: Tracked<WriterRegistry, WriterStats>,
     /// Moves single queue files (send_file).

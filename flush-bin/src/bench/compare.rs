@@ -120,7 +120,7 @@ impl Sizes {
 }
 
 /// The workloads, in the order they run; `--only` picks some.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     /// add over the Postfix protocol (and the memory it takes).
     Add,

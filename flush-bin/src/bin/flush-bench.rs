@@ -151,36 +151,7 @@ struct CompareArgs {
     qmgr: QmgrArg,
     /// Only these workloads (comma-separated; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
-    only: Vec<WorkloadArg>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum WorkloadArg {
-    /// add over the Postfix protocol, and the memory it takes.
-    Add,
-    /// add over the line protocol, pipelined.
-    Line,
-    /// add with many sites, over both protocols.
-    ManySites,
-    /// send_site of present queue files, and the utime + rename floor.
-    SendSite,
-    /// purge of non-empty logs.
-    Purge,
-    /// flushd's memory after many sites added once, then idle.
-    Idle,
-}
-
-impl From<WorkloadArg> for Workload {
-    fn from(arg: WorkloadArg) -> Workload {
-        match arg {
-            WorkloadArg::Add => Workload::Add,
-            WorkloadArg::Line => Workload::Line,
-            WorkloadArg::ManySites => Workload::ManySites,
-            WorkloadArg::SendSite => Workload::SendSite,
-            WorkloadArg::Purge => Workload::Purge,
-            WorkloadArg::Idle => Workload::Idle,
-        }
-    }
+    only: Vec<Workload>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -301,7 +272,7 @@ fn compare_command(args: CompareArgs) -> Result<ExitCode> {
             QmgrArg::Unix => QmgrKind::Unix,
             QmgrArg::Fifo => QmgrKind::Fifo,
         },
-        only: args.only.into_iter().map(Workload::from).collect(),
+        only: args.only,
     };
     let rows = compare::run(&options)?;
     println!(
