@@ -33,6 +33,8 @@ pub const MAX_TRACKED_IDS: usize = 10_000;
 pub const MAX_DELIVERY_IDS: usize = 1_000_000;
 /// Bytes read per `pread` when scanning a log.
 const READ_CHUNK: usize = 64 * 1024;
+/// The first read of a log: enough for about 250 queue IDs.
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 /// Attempts at opening a log that someone keeps removing under us.
 const OPEN_ATTEMPTS: usize = 4;
 
@@ -533,9 +535,10 @@ impl Line<'_> {
 /// whatever the file holds: a chunk buffer and one line of at most
 /// [`MAX_QUEUE_ID_LEN`] bytes.
 fn scan_lines(file: &File, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result<()> {
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let mut line: Vec<u8> = Vec::with_capacity(MAX_QUEUE_ID_LEN);
-    let mut too_long = false;
+    // Most logs are short: start small (a writer opening an empty log pays
+    // for zeroing this buffer), and grow once a read fills it.
+    let mut chunk = vec![0u8; FIRST_READ_CHUNK];
+    let mut line = PartialLine::default();
     let mut offset = 0u64;
     loop {
         let n = match file.read_at(&mut chunk, offset) {
@@ -545,38 +548,59 @@ fn scan_lines(file: &File, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result
             Err(e) => return Err(e),
         };
         offset += n as u64;
-        for piece in chunk[..n].split_inclusive(|&b| b == b'\n') {
+        if !line.feed(&chunk[..n], &mut each) {
+            return Ok(());
+        }
+        if n == chunk.len() && chunk.len() < READ_CHUNK {
+            chunk = vec![0u8; READ_CHUNK];
+        }
+    }
+    if !line.text.is_empty() || line.too_long {
+        each(line.as_line());
+    }
+    Ok(())
+}
+
+/// The line being read across chunk boundaries, cut at [`MAX_QUEUE_ID_LEN`].
+#[derive(Default)]
+struct PartialLine {
+    text: Vec<u8>,
+    too_long: bool,
+}
+
+impl PartialLine {
+    fn as_line(&self) -> Line<'_> {
+        if self.too_long {
+            Line::TooLong(&self.text)
+        } else {
+            Line::Text(&self.text)
+        }
+    }
+
+    /// Passes every line that `bytes` completes to `each`; false once
+    /// `each` said to stop.
+    fn feed(&mut self, bytes: &[u8], each: &mut impl FnMut(Line<'_>) -> bool) -> bool {
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
             let (body, complete) = match piece.split_last() {
                 Some((b'\n', body)) => (body, true),
                 _ => (piece, false),
             };
-            let room = MAX_QUEUE_ID_LEN - line.len();
+            let room = MAX_QUEUE_ID_LEN - self.text.len();
             if body.len() > room {
-                too_long = true;
+                self.too_long = true;
             }
-            line.extend_from_slice(&body[..body.len().min(room)]);
+            self.text.extend_from_slice(&body[..body.len().min(room)]);
             if complete {
-                let keep_going = each(if too_long {
-                    Line::TooLong(&line)
-                } else {
-                    Line::Text(&line)
-                });
-                line.clear();
-                too_long = false;
+                let keep_going = each(self.as_line());
+                self.text.clear();
+                self.too_long = false;
                 if !keep_going {
-                    return Ok(());
+                    return false;
                 }
             }
         }
+        true
     }
-    if !line.is_empty() || too_long {
-        each(if too_long {
-            Line::TooLong(&line)
-        } else {
-            Line::Text(&line)
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
