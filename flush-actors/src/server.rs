@@ -6,8 +6,7 @@
 use crate::config::Config;
 use crate::domains::DomainError;
 use crate::gateway::{
-    self, AddBatcher, Bound, Gateway, GatewayStats, ListenAddr, Listener, Services, Shared,
-    StopGateway,
+    self, Bound, Gateway, GatewayStats, ListenAddr, Listener, ServiceAddrs, StopGateway,
 };
 use crate::janitor::{Janitor, JanitorSettings, JanitorStats};
 use crate::matcher::{DomainMatcher, MatcherStats, Reload};
@@ -18,7 +17,6 @@ use crate::writer::{CloseAll, OpenFileBudget, WriterRegistry, WriterStats};
 use actix::prelude::*;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -41,6 +39,8 @@ pub struct ServerOptions {
     pub max_line: usize,
     /// Arbiters (threads) that run log writers.
     pub writer_threads: usize,
+    /// Arbiters (threads) that accept connections and run their sessions.
+    pub gateway_threads: usize,
     /// Logfiles kept open between requests.
     pub max_open_logs: usize,
 }
@@ -67,7 +67,8 @@ pub struct Server {
     gateway: Addr<Gateway>,
     registry: Addr<WriterRegistry>,
     matcher: Tracked<DomainMatcher, MatcherStats>,
-    arbiters: Vec<Arbiter>,
+    gateway_arbiters: Vec<Arbiter>,
+    writer_arbiters: Vec<Arbiter>,
     gateway_stats: Arc<GatewayStats>,
 }
 
@@ -87,15 +88,14 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         listeners.push(Listener::Postfix(bind_or_explain(&addr).await?));
     }
     if let Some(std_listener) = options.inherited_postfix {
-        let bound = std_listener
+        std_listener
             .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
             .map_err(|source| StartError::Bind {
                 addr: "inherited socket".into(),
                 source,
             })?;
         // Not ours to remove: master(8) owns the path.
-        listeners.push(Listener::Postfix(Bound::Unix(bound, PathBuf::new())));
+        listeners.push(Listener::Postfix(Bound::Unix(std_listener, PathBuf::new())));
     }
 
     let matcher_stats = Arc::new(MatcherStats::default());
@@ -157,20 +157,26 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     let stats = StatsCollector::new(sections, config.queue_directory.clone()).start();
 
     let matcher = Tracked::new(matcher, matcher_stats, |s: &MatcherStats| &s.mailbox);
-    let services = Services {
-        adds: AddBatcher::new(matcher.clone(), registry_tracked.clone()),
+    let services = ServiceAddrs {
+        matcher: matcher.clone(),
         registry: registry_tracked,
         trigger,
         janitor: Tracked::new(janitor, janitor_stats, |s: &JanitorStats| &s.mailbox),
         stats,
     };
-    let shared = Shared {
-        services: Rc::new(services),
-        stats: Arc::clone(&gateway_stats),
-    };
+    // The first gateway thread is this one, beside the matcher and the
+    // registry: its batches reach them without a thread hop.
+    let gateway_arbiters: Vec<Arbiter> = (1..options.gateway_threads.max(1))
+        .map(|_| Arbiter::new())
+        .collect();
+    let gateway_threads = std::iter::once(Arbiter::current())
+        .chain(gateway_arbiters.iter().map(Arbiter::handle))
+        .collect();
     let gateway = Gateway::new(
         listeners,
-        shared,
+        gateway_threads,
+        services,
+        Arc::clone(&gateway_stats),
         options.max_line,
         config.flush_max_connections,
         config.ipc_timeout,
@@ -180,7 +186,8 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         gateway,
         registry,
         matcher,
-        arbiters,
+        gateway_arbiters,
+        writer_arbiters: arbiters,
         gateway_stats,
     })
 }
@@ -222,13 +229,19 @@ impl Server {
                 grace: SHUTDOWN_GRACE,
             })
             .await;
+        stop_arbiters(self.gateway_arbiters).await;
         let _ = self.registry.send(CloseAll).await;
-        for arbiter in &self.arbiters {
-            arbiter.stop();
-        }
-        for arbiter in self.arbiters {
-            let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
-        }
+        stop_arbiters(self.writer_arbiters).await;
         log::info!("all logs closed");
+    }
+}
+
+/// Stops `arbiters` and waits for their threads to end.
+async fn stop_arbiters(arbiters: Vec<Arbiter>) {
+    for arbiter in &arbiters {
+        arbiter.stop();
+    }
+    for arbiter in arbiters {
+        let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
     }
 }

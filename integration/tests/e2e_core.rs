@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration::daemon::{
     find_queue_file, flush_log, flushctl_binary, flushd_binary, hashed_path, long_queue_id,
-    make_deferred, make_queue_dir, make_queue_file, queue_ids, short_queue_id, wait_until,
-    FifoReader, Flushd, FlushdOptions, LineClient, Signal,
+    make_deferred, make_queue_dir, make_queue_file, postfix_request, queue_ids, short_queue_id,
+    wait_until, FifoReader, Flushd, FlushdOptions, LineClient, Signal,
 };
 use serde_json::Value;
 
@@ -187,6 +187,19 @@ fn assert_one_line_failure(out: &Output, needle: &str) -> String {
 }
 
 /// Runs flushctl against `daemon` with `args`.
+/// Waits for a daemon told to stop: exit status 0, both sockets removed.
+fn assert_clean_exit(daemon: &mut Flushd) {
+    let status = daemon
+        .wait_exit(SETTLE)
+        .expect("flushd still running 10 s after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(!daemon.line_socket().exists(), "line socket left behind");
+    assert!(
+        !daemon.postfix_socket().exists(),
+        "postfix socket left behind"
+    );
+}
+
 fn flushctl(daemon: &Flushd, args: &[&str]) -> Output {
     let socket = format!("unix:{}", daemon.line_socket().display());
     run(
@@ -743,15 +756,7 @@ fn sigterm_exits_zero_and_removes_the_sockets() {
         }
     }
 
-    let status = daemon
-        .wait_exit(SETTLE)
-        .expect("flushd still running 10 s after SIGTERM");
-    assert_eq!(status.code(), Some(0), "exit status {status}");
-    assert!(!daemon.line_socket().exists(), "line socket left behind");
-    assert!(
-        !daemon.postfix_socket().exists(),
-        "postfix socket left behind"
-    );
+    assert_clean_exit(&mut daemon);
     let logged = flush_log(&q, "relay_test");
     assert_eq!(logged.first(), Some(&id));
     let logged: HashSet<String> = logged.into_iter().collect();
@@ -1107,4 +1112,60 @@ fn a_pipelined_add_is_delivered_by_the_send_site_behind_it() {
         );
     }
     assert_eq!(log_len(q, "relay_test"), Some(0), "log not truncated");
+}
+
+#[test]
+fn several_gateway_threads_serve_both_protocols_and_stop_cleanly() {
+    const CLIENTS: u32 = 6;
+    const ADDS: u32 = 300;
+    let mut daemon = Flushd::start(FlushdOptions::default().arg("--gateway-threads").arg("3"));
+    let q = daemon.queue_dir().to_path_buf();
+    let line = daemon.line_socket().to_path_buf();
+    let postfix = daemon.postfix_socket().to_path_buf();
+
+    // Line clients and Postfix-protocol clients at once, each with its own IDs.
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (line, postfix) = (line.clone(), postfix.clone());
+            thread::spawn(move || {
+                let ids: Vec<String> = (0..ADDS).map(|n| short_queue_id(c * ADDS + n)).collect();
+                if c % 2 == 0 {
+                    let mut client = LineClient::connect(&line).unwrap();
+                    for id in &ids {
+                        assert_ok(&client.request(&format!("add relay.test {id}")), id);
+                    }
+                } else {
+                    for id in &ids {
+                        let add = [("request", "add"), ("site", "relay.test"), ("queue_id", id)];
+                        let exchange = postfix_request(&postfix, &add).unwrap();
+                        assert_eq!(exchange.status, 0, "postfix add {id}");
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut sent: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    let mut logged = flush_log(&q, "relay_test");
+    assert_eq!(logged.len(), sent.len(), "IDs in flush/relay_test");
+    logged.sort();
+    sent.sort();
+    assert!(
+        logged == sent,
+        "flush/relay_test does not hold exactly the IDs sent"
+    );
+    let stats = daemon.client().stats();
+    let half = u64::from(CLIENTS / 2 * ADDS);
+    assert!(stats_u64(&stats, "gateway", "connections_total") > half);
+    assert_eq!(request_count(&stats, "add", "OK"), 2 * half);
+
+    // One more session left open: shutdown still finishes it and exits.
+    let mut idle = daemon.client();
+    request_ok(&mut idle, "add relay.test ABCDEF0123");
+    daemon.send_signal(Signal::TERM).unwrap();
+    assert_clean_exit(&mut daemon);
 }

@@ -1,18 +1,23 @@
 //! Listening sockets: parse an address, bind it with UNIX-socket hygiene,
-//! and accept connections forever (errors are logged with backoff, never fatal).
+//! and accept connections until shutdown (errors are logged with backoff,
+//! never fatal).
 
 use super::protocol::Protocol;
 use super::session::{ReadHalf, Session, WriteHalf};
-use super::{Gateway, GatewayStats};
-use actix::{Actor, Addr};
+use super::GatewayStats;
+use actix::Actor;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// Where to listen: `unix:/path` or `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +60,15 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-/// A bound listening socket.
+/// A bound listening socket, still a std one: each gateway thread accepts on
+/// its own duplicate (see [`Bound::try_clone`]) and registers it with its own
+/// runtime.
 #[derive(Debug)]
 pub enum Bound {
     /// A UNIX socket and its path (removed on shutdown).
-    Unix(UnixListener, PathBuf),
+    Unix(std::os::unix::net::UnixListener, PathBuf),
     /// A TCP socket.
-    Tcp(TcpListener),
+    Tcp(std::net::TcpListener),
 }
 
 impl Bound {
@@ -72,6 +79,18 @@ impl Bound {
             Bound::Unix(_, path) if !path.as_os_str().is_empty() => Some(path),
             Bound::Unix(..) | Bound::Tcp(_) => None,
         }
+    }
+
+    /// Another descriptor for the same listening socket, so that a second
+    /// thread can accept on it.
+    ///
+    /// # Errors
+    /// Out of file descriptors.
+    pub fn try_clone(&self) -> io::Result<Bound> {
+        Ok(match self {
+            Bound::Unix(listener, path) => Bound::Unix(listener.try_clone()?, path.clone()),
+            Bound::Tcp(listener) => Bound::Tcp(listener.try_clone()?),
+        })
     }
 }
 
@@ -84,10 +103,14 @@ impl Bound {
 /// The address is in use or cannot be bound.
 pub async fn bind(addr: &ListenAddr) -> io::Result<Bound> {
     match addr {
-        ListenAddr::Tcp(spec) => Ok(Bound::Tcp(TcpListener::bind(spec).await?)),
+        ListenAddr::Tcp(spec) => {
+            let listener = TcpListener::bind(spec).await?.into_std()?;
+            Ok(Bound::Tcp(listener))
+        }
         ListenAddr::Unix(path) => {
             remove_stale_socket(path).await?;
-            let listener = UnixListener::bind(path)?;
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            listener.set_nonblocking(true)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
             Ok(Bound::Unix(listener, path.clone()))
         }
@@ -116,53 +139,138 @@ async fn remove_stale_socket(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
-/// Accepts connections on `bound` forever, one session each, at most as many
-/// at once as `slots` has permits. Run it as a task; abort it to stop.
-pub async fn accept_loop<P: Protocol + Clone>(
-    bound: Bound,
-    protocol: P,
-    gateway: Addr<Gateway>,
-    slots: Arc<Semaphore>,
-    stats: Arc<GatewayStats>,
-    idle_timeout: Duration,
-) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let accepted: io::Result<(ReadHalf, WriteHalf)> = match &bound {
-            Bound::Unix(listener, _) => listener.accept().await.map(|(stream, _)| {
+/// What every accept loop and session of one gateway share.
+#[derive(Clone)]
+pub struct SessionLimits {
+    /// One permit per open connection (`flush_max_connections`).
+    pub slots: Arc<Semaphore>,
+    /// A session is closed after this long without traffic.
+    pub idle_timeout: Duration,
+    /// Cancelled at shutdown: stop accepting, finish every session.
+    pub stop: CancellationToken,
+    /// Connection counters.
+    pub stats: Arc<GatewayStats>,
+}
+
+/// A listener registered with the current thread's runtime.
+enum Accepting {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Accepting {
+    fn new(bound: Bound) -> io::Result<Accepting> {
+        Ok(match bound {
+            Bound::Unix(listener, _) => Accepting::Unix(UnixListener::from_std(listener)?),
+            Bound::Tcp(listener) => Accepting::Tcp(TcpListener::from_std(listener)?),
+        })
+    }
+
+    async fn accept(&self) -> io::Result<(ReadHalf, WriteHalf)> {
+        match self {
+            Accepting::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
                 let (r, w) = stream.into_split();
-                (Box::new(r) as ReadHalf, Box::new(w) as WriteHalf)
-            }),
-            Bound::Tcp(listener) => listener.accept().await.map(|(stream, _)| {
+                Ok((Box::new(r), Box::new(QuietClose::new(w))))
+            }
+            Accepting::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
-                (Box::new(r) as ReadHalf, Box::new(w) as WriteHalf)
-            }),
+                Ok((Box::new(r), Box::new(w)))
+            }
+        }
+    }
+}
+
+/// Accepts connections on `bound` until `limits.stop` is cancelled, one
+/// session each on the current thread, at most as many at once (across every
+/// thread) as `limits.slots` has permits.
+pub async fn accept_loop<P: Protocol + Clone>(bound: Bound, protocol: P, limits: SessionLimits) {
+    let listener = match Accepting::new(bound) {
+        Ok(listener) => listener,
+        Err(e) => {
+            log::error!("listen ({}): {e}", P::NAME);
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            () = limits.stop.cancelled() => return,
+            accepted = async {
+                let permit = Arc::clone(&limits.slots).acquire_owned().await.ok()?;
+                Some((listener.accept().await, permit))
+            } => accepted,
+        };
+        let Some((accepted, permit)) = accepted else {
+            return;
         };
         match accepted {
             Ok(halves) => {
                 backoff = Duration::from_millis(10);
-                let id = stats.next_session_id();
-                Session::new(
-                    id,
-                    protocol.clone(),
-                    gateway.clone(),
-                    halves,
-                    idle_timeout,
-                    permit,
-                )
-                .start();
+                Session::new(protocol.clone(), halves, &limits, permit).start();
             }
             Err(e) => {
-                stats.accept_errors.incr();
+                limits.stats.accept_errors.incr();
                 log::warn!("accept ({}): {e}; retrying in {backoff:?}", P::NAME);
                 drop(permit);
                 actix_rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+/// A UNIX socket's write half that does not `shutdown(2)` when dropped: the
+/// session ends by closing the socket anyway, and Postfix's one request per
+/// connection makes that one system call in a dozen.
+struct QuietClose(Option<tokio::net::unix::OwnedWriteHalf>);
+
+impl QuietClose {
+    fn new(half: tokio::net::unix::OwnedWriteHalf) -> QuietClose {
+        QuietClose(Some(half))
+    }
+
+    fn half(&mut self) -> io::Result<Pin<&mut tokio::net::unix::OwnedWriteHalf>> {
+        match self.0.as_mut() {
+            Some(half) => Ok(Pin::new(half)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Drop for QuietClose {
+    fn drop(&mut self) {
+        if let Some(half) = self.0.take() {
+            half.forget();
+        }
+    }
+}
+
+impl AsyncWrite for QuietClose {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.half() {
+            Ok(half) => half.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.half() {
+            Ok(half) => half.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.half() {
+            Ok(half) => half.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }

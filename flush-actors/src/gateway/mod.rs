@@ -1,7 +1,7 @@
-//! `Gateway`: the socket-facing side. It owns the listening sockets, starts
-//! one [`session::Session`] per connection, bounds how many run at once,
-//! and at shutdown stops accepting, lets every session answer what it has
-//! read, and removes its UNIX sockets.
+//! `Gateway`: the socket-facing side. It owns the listening sockets, runs
+//! one [`session::Session`] per connection on its gateway threads, bounds how
+//! many run at once, and at shutdown stops accepting, lets every session
+//! answer what it has read, and removes its UNIX sockets.
 
 mod batch;
 pub mod listener;
@@ -10,22 +10,23 @@ pub mod services;
 pub mod session;
 
 pub use batch::AddBatcher;
-pub use listener::{bind, Bound, ListenAddr};
+pub use listener::{bind, Bound, ListenAddr, SessionLimits};
 pub use protocol::{LineProtocol, PostfixProtocol, Shared};
-pub use services::Services;
+pub use services::{ServiceAddrs, Services};
 
 use crate::stats::{Counter, Gauge, Mailbox, Report};
 use actix::prelude::*;
 use flush_proto::request::Verb;
 use flush_proto::Status;
+use futures_util::future::{join_all, FutureExt};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// Default `flush_max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -99,31 +100,6 @@ impl Report for GatewayStats {
     }
 }
 
-/// A session tells the gateway it is running (so shutdown can reach it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionOpened {
-    /// Session id.
-    pub id: u64,
-    /// Where to say "finish".
-    pub finish: Recipient<Finish>,
-}
-
-/// A session ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionClosed {
-    /// Session id.
-    pub id: u64,
-    /// `line` or `postfix`.
-    pub protocol: &'static str,
-}
-
-/// Asks a session to stop reading, answer what it has read, and close.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Finish;
-
 /// Stop accepting, finish every session, remove the UNIX sockets; answered
 /// when the last session has closed or `grace` has passed.
 #[derive(Message)]
@@ -134,6 +110,7 @@ pub struct StopGateway {
 }
 
 /// A listener and the protocol it speaks.
+#[derive(Debug)]
 pub enum Listener {
     /// flushd's line protocol.
     Line(Bound),
@@ -141,67 +118,65 @@ pub enum Listener {
     Postfix(Bound),
 }
 
-/// Owns the listeners and knows every live session.
+impl Listener {
+    fn bound(&self) -> &Bound {
+        match self {
+            Listener::Line(bound) | Listener::Postfix(bound) => bound,
+        }
+    }
+
+    fn try_clone(&self) -> std::io::Result<Listener> {
+        Ok(match self {
+            Listener::Line(bound) => Listener::Line(bound.try_clone()?),
+            Listener::Postfix(bound) => Listener::Postfix(bound.try_clone()?),
+        })
+    }
+}
+
+/// Owns the listeners and the gateway threads that serve them.
+///
+/// Every gateway thread accepts on its own duplicate of every listener and
+/// runs the sessions it accepted, with its own [`Services`] (and so its own
+/// [`AddBatcher`]): a connection lives on one thread from accept to close, and
+/// the kernel hands each new connection to whichever thread asks first.
 pub struct Gateway {
     listeners: Vec<Listener>,
-    line: LineProtocol,
-    postfix: PostfixProtocol,
-    slots: Arc<Semaphore>,
-    idle_timeout: Duration,
-    stats: Arc<GatewayStats>,
-    accepting: Vec<JoinHandle<()>>,
+    threads: Vec<ArbiterHandle>,
+    services: ServiceAddrs,
+    max_line: usize,
+    max_connections: u32,
+    limits: SessionLimits,
     socket_paths: Vec<PathBuf>,
-    sessions: HashMap<u64, Recipient<Finish>>,
-    drained: Vec<oneshot::Sender<()>>,
-    stopping: bool,
 }
 
 impl Gateway {
-    /// A gateway serving `listeners`; at most `max_connections` sessions at once,
-    /// each closed after `idle_timeout` without traffic.
+    /// A gateway serving `listeners` on `threads`; at most `max_connections`
+    /// sessions at once, each closed after `idle_timeout` without traffic.
     pub fn new(
         listeners: Vec<Listener>,
-        shared: Shared,
+        threads: Vec<ArbiterHandle>,
+        services: ServiceAddrs,
+        stats: Arc<GatewayStats>,
         max_line: usize,
         max_connections: usize,
         idle_timeout: Duration,
     ) -> Gateway {
-        let stats = Arc::clone(&shared.stats);
+        let max_connections =
+            max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         Gateway {
             listeners,
-            line: LineProtocol {
-                shared: shared.clone(),
-                max_line,
+            threads,
+            services,
+            max_line,
+            max_connections: u32::try_from(max_connections).unwrap_or(u32::MAX),
+            limits: SessionLimits {
+                slots: Arc::new(Semaphore::new(max_connections)),
+                idle_timeout,
+                stop: CancellationToken::new(),
+                stats,
             },
-            postfix: PostfixProtocol { shared },
-            slots: Arc::new(Semaphore::new(max_connections.max(1))),
-            idle_timeout,
-            stats,
-            accepting: Vec::new(),
             socket_paths: Vec::new(),
-            sessions: HashMap::new(),
-            drained: Vec::new(),
-            stopping: false,
         }
-    }
-
-    /// Starts accepting on `bound` with `protocol`.
-    fn spawn_accept<P: protocol::Protocol + Clone>(
-        &mut self,
-        bound: Bound,
-        protocol: P,
-        ctx: &mut Context<Self>,
-    ) {
-        self.socket_paths
-            .extend(bound.unix_path().map(PathBuf::from));
-        self.accepting.push(actix_rt::spawn(listener::accept_loop(
-            bound,
-            protocol,
-            ctx.address(),
-            Arc::clone(&self.slots),
-            Arc::clone(&self.stats),
-            self.idle_timeout,
-        )));
     }
 
     fn remove_sockets(&mut self) {
@@ -213,52 +188,77 @@ impl Gateway {
     }
 }
 
+/// Runs one gateway thread: its services and an accept loop per listener.
+async fn serve_thread(
+    listeners: Vec<Listener>,
+    services: ServiceAddrs,
+    max_line: usize,
+    limits: SessionLimits,
+) {
+    let shared = Shared {
+        services: Rc::new(Services::new(services)),
+        stats: Arc::clone(&limits.stats),
+    };
+    let loops = listeners.into_iter().map(|listener| match listener {
+        Listener::Line(bound) => {
+            let protocol = LineProtocol {
+                shared: shared.clone(),
+                max_line,
+            };
+            listener::accept_loop(bound, protocol, limits.clone()).boxed_local()
+        }
+        Listener::Postfix(bound) => {
+            let protocol = PostfixProtocol {
+                shared: shared.clone(),
+            };
+            listener::accept_loop(bound, protocol, limits.clone()).boxed_local()
+        }
+    });
+    join_all(loops).await;
+}
+
 impl Actor for Gateway {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        for listener in std::mem::take(&mut self.listeners) {
-            match listener {
-                Listener::Line(bound) => self.spawn_accept(bound, self.line.clone(), ctx),
-                Listener::Postfix(bound) => self.spawn_accept(bound, self.postfix.clone(), ctx),
+    fn started(&mut self, _: &mut Context<Self>) {
+        let listeners = std::mem::take(&mut self.listeners);
+        self.socket_paths = listeners
+            .iter()
+            .filter_map(|l| l.bound().unix_path().map(PathBuf::from))
+            .collect();
+        let mut originals = Some(listeners);
+        for (n, thread) in self.threads.iter().enumerate() {
+            // The last thread takes the original descriptors.
+            let mine = if n + 1 == self.threads.len() {
+                originals.take().unwrap_or_default()
+            } else {
+                let cloned: std::io::Result<Vec<Listener>> = originals
+                    .iter()
+                    .flatten()
+                    .map(Listener::try_clone)
+                    .collect();
+                match cloned {
+                    Ok(cloned) => cloned,
+                    Err(e) => {
+                        log::error!("gateway thread {n}: cannot share the listeners: {e}");
+                        continue;
+                    }
+                }
+            };
+            let (services, max_line, limits) =
+                (self.services.clone(), self.max_line, self.limits.clone());
+            let started = thread.spawn_fn(move || {
+                actix_rt::spawn(serve_thread(mine, services, max_line, limits));
+            });
+            if !started {
+                log::error!("gateway thread {n} is gone");
             }
         }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        for task in &self.accepting {
-            task.abort();
-        }
+        self.limits.stop.cancel();
         self.remove_sockets();
-    }
-}
-
-impl Handler<SessionOpened> for Gateway {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
-        self.stats.connections_open.incr();
-        if self.stopping {
-            // Shutting down: a session that started meanwhile finishes at once.
-            msg.finish.do_send(Finish);
-        }
-        self.sessions.insert(msg.id, msg.finish);
-    }
-}
-
-impl Handler<SessionClosed> for Gateway {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
-        self.stats.connections_open.decr();
-        if self.sessions.remove(&msg.id).is_none() {
-            log::debug!("session {} ({}) closed unregistered", msg.id, msg.protocol);
-        }
-        if self.sessions.is_empty() {
-            for tx in self.drained.drain(..) {
-                let _ = tx.send(());
-            }
-        }
     }
 }
 
@@ -266,26 +266,20 @@ impl Handler<StopGateway> for Gateway {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: StopGateway, _: &mut Context<Self>) -> Self::Result {
-        self.stopping = true;
-        for task in self.accepting.drain(..) {
-            task.abort();
-        }
+        self.limits.stop.cancel();
         self.remove_sockets();
         log::info!(
             "gateway: stopped accepting; finishing {} sessions",
-            self.sessions.len()
+            self.limits.stats.connections_open.get()
         );
-        for finish in self.sessions.values() {
-            finish.do_send(Finish);
-        }
-        let (tx, rx) = oneshot::channel();
-        if self.sessions.is_empty() {
-            let _ = tx.send(());
-        } else {
-            self.drained.push(tx);
-        }
+        // Every session holds a permit: all of them back means all closed.
+        let slots = Arc::clone(&self.limits.slots);
+        let all = self.max_connections;
         Box::pin(async move {
-            if actix_rt::time::timeout(msg.grace, rx).await.is_err() {
+            if actix_rt::time::timeout(msg.grace, slots.acquire_many(all))
+                .await
+                .is_err()
+            {
                 log::warn!("gateway: sessions still open after {:?}", msg.grace);
             }
         })

@@ -7,6 +7,7 @@
 use super::batch::AddBatcher;
 use crate::domains::Verdict;
 use crate::janitor::{Janitor, JanitorStats, StartSweep, Sweep};
+use crate::matcher::{DomainMatcher, MatcherStats};
 use crate::stats::{StatsCollector, Tracked};
 use crate::trigger::{QueueTrigger, SendOneFile, TriggerStats};
 use crate::writer::{WriterRegistry, WriterStats};
@@ -15,12 +16,12 @@ use actix::Addr;
 use flush_proto::{Reply, Request, Status};
 use std::rc::Rc;
 
-/// Addresses of the actors a request may need.
+/// Addresses of the actors a request may need: what every gateway thread
+/// builds its [`Services`] from.
 #[derive(Clone)]
-pub struct Services {
-    /// Collects adds and send_sites so that they travel in batches; it owns
-    /// the way to the matcher.
-    pub adds: Rc<AddBatcher>,
+pub struct ServiceAddrs {
+    /// Decides which sites are eligible.
+    pub matcher: Tracked<DomainMatcher, MatcherStats>,
     /// Routes appends and deliveries to log writers.
     pub registry: Tracked<WriterRegistry, WriterStats>,
     /// Moves single queue files (send_file).
@@ -31,7 +32,31 @@ pub struct Services {
     pub stats: Addr<StatsCollector>,
 }
 
+/// How one gateway thread reaches the actors.
+#[derive(Clone)]
+pub struct Services {
+    /// Collects adds and send_sites so that they travel in batches; it owns
+    /// the way to the matcher and the writers.
+    pub adds: Rc<AddBatcher>,
+    /// Moves single queue files (send_file).
+    pub trigger: Tracked<QueueTrigger, TriggerStats>,
+    /// Runs refresh and purge.
+    pub janitor: Tracked<Janitor, JanitorStats>,
+    /// Builds the stats dump.
+    pub stats: Addr<StatsCollector>,
+}
+
 impl Services {
+    /// The services of one gateway thread, with its own batcher.
+    pub fn new(addrs: ServiceAddrs) -> Services {
+        Services {
+            adds: AddBatcher::new(addrs.matcher, addrs.registry),
+            trigger: addrs.trigger,
+            janitor: addrs.janitor,
+            stats: addrs.stats,
+        }
+    }
+
     /// Carries out one request and says how it went.
     pub async fn execute(&self, request: Request) -> Reply {
         let result = match request {

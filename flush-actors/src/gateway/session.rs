@@ -7,19 +7,22 @@
 //! past `max_inflight` requests, or a full output buffer, the session stops
 //! reading (`ctx.wait`) until the client has caught up.
 
+use super::listener::SessionLimits;
 use super::protocol::Protocol;
-use super::{Finish, Gateway, SessionClosed, SessionOpened};
+use super::GatewayStats;
 use actix::prelude::*;
 use bytes::{Buf, BytesMut};
 use flush_proto::ProtoError;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::sync::CancellationToken;
 
 /// Requests one connection may have in flight before it stops reading.
 pub const MAX_INFLIGHT: usize = 1024;
@@ -36,7 +39,8 @@ pub type WriteHalf = Box<dyn AsyncWrite + Unpin>;
 pub struct Session<P: Protocol> {
     id: u64,
     protocol: P,
-    gateway: Addr<Gateway>,
+    stats: Arc<GatewayStats>,
+    stop: CancellationToken,
     writer: Pin<WriteHalf>,
     out: BytesMut,
     inflight: FuturesOrdered<LocalBoxFuture<'static, Option<bytes::Bytes>>>,
@@ -55,18 +59,17 @@ impl<P: Protocol> Session<P> {
     /// A session on an accepted connection; `permit` is its place under the
     /// connection limit, given back when the session ends.
     pub fn new(
-        id: u64,
         protocol: P,
-        gateway: Addr<Gateway>,
         (reader, writer): (ReadHalf, WriteHalf),
-        idle_timeout: Duration,
+        limits: &SessionLimits,
         permit: OwnedSemaphorePermit,
     ) -> Session<P> {
         let codec = protocol.codec();
         Session {
-            id,
+            id: limits.stats.next_session_id(),
             protocol,
-            gateway,
+            stats: Arc::clone(&limits.stats),
+            stop: limits.stop.clone(),
             writer: Box::into_pin(writer),
             out: BytesMut::new(),
             inflight: FuturesOrdered::new(),
@@ -76,7 +79,7 @@ impl<P: Protocol> Session<P> {
             read_handle: None,
             reader: Some(FramedRead::new(reader, codec)),
             last_active: Instant::now(),
-            idle_timeout,
+            idle_timeout: limits.idle_timeout,
             _permit: permit,
         }
     }
@@ -190,10 +193,13 @@ impl<P: Protocol> Actor for Session<P> {
         if !self.out.is_empty() {
             self.start_pump(ctx);
         }
-        self.gateway.do_send(SessionOpened {
-            id: self.id,
-            finish: ctx.address().recipient(),
-        });
+        self.stats.connections_open.incr();
+        // Shutdown: stop reading, answer what was read, close.
+        let stop = self.stop.clone();
+        ctx.spawn(
+            fut::wrap_future(async move { stop.cancelled().await })
+                .map(|(), act: &mut Self, ctx| act.stop_reading(ctx)),
+        );
         let tick =
             (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         ctx.run_interval(tick, |act, ctx| {
@@ -217,10 +223,7 @@ impl<P: Protocol> Actor for Session<P> {
             P::NAME,
             self.requests
         );
-        self.gateway.do_send(SessionClosed {
-            id: self.id,
-            protocol: P::NAME,
-        });
+        self.stats.connections_open.decr();
     }
 }
 
@@ -259,13 +262,5 @@ impl<P: Protocol> StreamHandler<Decoded<P>> for Session<P> {
         self.read_handle = None;
         self.closing = true;
         self.finish_if_done(ctx);
-    }
-}
-
-impl<P: Protocol> Handler<Finish> for Session<P> {
-    type Result = ();
-
-    fn handle(&mut self, _: Finish, ctx: &mut Context<Self>) {
-        self.stop_reading(ctx);
     }
 }

@@ -56,6 +56,11 @@ struct Args {
     /// Threads that write logfiles (default: one per core).
     #[arg(long)]
     writer_threads: Option<usize>,
+    /// Threads that accept connections and serve them. The first is the one
+    /// the matcher and the writer registry run on; more help only where cores
+    /// are free (each extra thread adds a thread hop per batch).
+    #[arg(long, default_value_t = 1)]
+    gateway_threads: usize,
     /// Logfiles kept open between requests.
     #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS)]
     max_open_logs: usize,
@@ -157,16 +162,15 @@ fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
         (false, true) => vec![queue.join("public/flush")],
         (false, false) => args.postfix_listen.clone(),
     };
-    let writer_threads = args
-        .writer_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = ServerOptions {
         config,
         listen,
         postfix_listen,
         inherited_postfix: master.as_mut().and_then(MasterMode::take_listener),
         max_line: args.max_line,
-        writer_threads,
+        writer_threads: args.writer_threads.unwrap_or(cores),
+        gateway_threads: args.gateway_threads,
         max_open_logs: args.max_open_logs,
     };
     actix_rt::System::new().block_on(serve(options, master))
