@@ -1169,3 +1169,55 @@ fn several_gateway_threads_serve_both_protocols_and_stop_cleanly() {
     daemon.send_signal(Signal::TERM).unwrap();
     assert_clean_exit(&mut daemon);
 }
+
+#[test]
+fn silent_clients_are_closed_after_ipc_timeout_and_at_shutdown() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    const GREETING: &[u8] = b"protocol\0queue_flush_protocol\0\0";
+    let mut daemon = Flushd::start(FlushdOptions::default().set("ipc_timeout", "3s"));
+    let connect = |path: &Path| {
+        let stream = UnixStream::connect(path).unwrap();
+        stream.set_read_timeout(Some(SETTLE)).unwrap();
+        stream
+    };
+    let read_all = |mut stream: UnixStream| {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        got
+    };
+
+    // A Postfix client that reads the greeting and says nothing, and a line
+    // client that says nothing: both are closed without a reply.
+    let opened = Instant::now();
+    let postfix = connect(daemon.postfix_socket());
+    let line = connect(daemon.line_socket());
+    let greeting = read_all(postfix);
+    let waited = opened.elapsed();
+    assert_eq!(greeting, GREETING, "postfix bytes");
+    let timed_out = Duration::from_millis(2500)..Duration::from_secs(8);
+    assert!(
+        timed_out.contains(&waited),
+        "postfix closed after {waited:?}"
+    );
+    let nothing = read_all(line);
+    let waited = opened.elapsed();
+    assert!(nothing.is_empty(), "line bytes: {nothing:?}");
+    assert!(timed_out.contains(&waited), "line closed after {waited:?}");
+
+    // Half a Postfix request when SIGTERM comes: the connection is closed
+    // unanswered at once, not after the idle timeout.
+    let mut half = connect(daemon.postfix_socket());
+    half.write_all(b"request\0add\0site\0rel").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    daemon.send_signal(Signal::TERM).unwrap();
+    let bytes = read_all(half);
+    assert_eq!(bytes, GREETING, "bytes to a half request");
+    assert_clean_exit(&mut daemon);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "exit took {:?}",
+        started.elapsed()
+    );
+}

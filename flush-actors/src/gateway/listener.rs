@@ -2,6 +2,7 @@
 //! and accept connections until shutdown (errors are logged with backoff,
 //! never fatal).
 
+use super::one_request;
 use super::protocol::Protocol;
 use super::session::{ReadHalf, Session, WriteHalf};
 use super::GatewayStats;
@@ -16,7 +17,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Where to listen: `unix:/path` or `host:port`.
@@ -152,6 +153,30 @@ pub struct SessionLimits {
     pub stats: Arc<GatewayStats>,
 }
 
+/// One open connection: counted in `connections_open` and holding its place
+/// under the connection limit until dropped.
+pub struct OpenConnection {
+    stats: Arc<GatewayStats>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    /// Counts a connection that holds `permit`.
+    pub fn new(stats: &Arc<GatewayStats>, permit: OwnedSemaphorePermit) -> OpenConnection {
+        stats.connections_open.incr();
+        OpenConnection {
+            stats: Arc::clone(stats),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.stats.connections_open.decr();
+    }
+}
+
 /// A listener registered with the current thread's runtime.
 enum Accepting {
     Unix(UnixListener),
@@ -183,8 +208,9 @@ impl Accepting {
     }
 }
 
-/// Accepts connections on `bound` until `limits.stop` is cancelled, one
-/// session each on the current thread, at most as many at once (across every
+/// Accepts connections on `bound` until `limits.stop` is cancelled, each
+/// served on the current thread (a one-request task, or a session actor),
+/// at most as many at once (across every
 /// thread) as `limits.slots` has permits.
 pub async fn accept_loop<P: Protocol + Clone>(bound: Bound, protocol: P, limits: SessionLimits) {
     let listener = match Accepting::new(bound) {
@@ -209,7 +235,13 @@ pub async fn accept_loop<P: Protocol + Clone>(bound: Bound, protocol: P, limits:
         match accepted {
             Ok(halves) => {
                 backoff = Duration::from_millis(10);
-                Session::new(protocol.clone(), halves, &limits, permit).start();
+                if P::ONE_REQUEST {
+                    let serve =
+                        one_request::serve(protocol.clone(), halves, limits.clone(), permit);
+                    actix_rt::spawn(serve);
+                } else {
+                    Session::new(protocol.clone(), halves, &limits, permit).start();
+                }
             }
             Err(e) => {
                 limits.stats.accept_errors.incr();

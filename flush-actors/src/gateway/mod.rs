@@ -5,6 +5,7 @@
 
 mod batch;
 pub mod listener;
+mod one_request;
 pub mod protocol;
 pub mod services;
 pub mod session;

@@ -1,4 +1,6 @@
-//! `Session`: one client connection, for either protocol.
+//! `Session`: one connection of a protocol with many requests per connection
+//! (flushd's line protocol; Postfix's one-request connections are served by
+//! [`one_request`](super::one_request)).
 //!
 //! Requests are decoded as they arrive and carried out concurrently (so that
 //! pipelined appends share a write), while replies leave strictly in request
@@ -7,16 +9,14 @@
 //! past `max_inflight` requests, or a full output buffer, the session stops
 //! reading (`ctx.wait`) until the client has caught up.
 
-use super::listener::SessionLimits;
+use super::listener::{OpenConnection, SessionLimits};
 use super::protocol::Protocol;
-use super::GatewayStats;
 use actix::prelude::*;
 use bytes::{Buf, BytesMut};
 use flush_proto::ProtoError;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -39,20 +39,19 @@ pub type WriteHalf = Box<dyn AsyncWrite + Unpin>;
 pub struct Session<P: Protocol> {
     id: u64,
     protocol: P,
-    stats: Arc<GatewayStats>,
     stop: CancellationToken,
     writer: Pin<WriteHalf>,
     out: BytesMut,
     inflight: FuturesOrdered<LocalBoxFuture<'static, Option<bytes::Bytes>>>,
     pumping: bool,
-    /// No more requests will be read (EOF, one-request protocol, shutdown).
+    /// No more requests will be read (EOF, a broken stream, shutdown).
     closing: bool,
     requests: u64,
     read_handle: Option<SpawnHandle>,
     reader: Option<FramedRead<ReadHalf, P::Codec>>,
     last_active: Instant,
     idle_timeout: Duration,
-    _permit: OwnedSemaphorePermit,
+    _open: OpenConnection,
 }
 
 impl<P: Protocol> Session<P> {
@@ -68,7 +67,6 @@ impl<P: Protocol> Session<P> {
         Session {
             id: limits.stats.next_session_id(),
             protocol,
-            stats: Arc::clone(&limits.stats),
             stop: limits.stop.clone(),
             writer: Box::into_pin(writer),
             out: BytesMut::new(),
@@ -80,7 +78,7 @@ impl<P: Protocol> Session<P> {
             reader: Some(FramedRead::new(reader, codec)),
             last_active: Instant::now(),
             idle_timeout: limits.idle_timeout,
-            _permit: permit,
+            _open: OpenConnection::new(&limits.stats, permit),
         }
     }
 
@@ -193,7 +191,6 @@ impl<P: Protocol> Actor for Session<P> {
         if !self.out.is_empty() {
             self.start_pump(ctx);
         }
-        self.stats.connections_open.incr();
         // Shutdown: stop reading, answer what was read, close.
         let stop = self.stop.clone();
         ctx.spawn(
@@ -223,7 +220,6 @@ impl<P: Protocol> Actor for Session<P> {
             P::NAME,
             self.requests
         );
-        self.stats.connections_open.decr();
     }
 }
 
@@ -241,9 +237,7 @@ impl<P: Protocol> StreamHandler<Decoded<P>> for Session<P> {
                 let reply = self.protocol.respond(item, self.id);
                 self.inflight.push_back(reply);
                 self.start_pump(ctx);
-                if P::ONE_REQUEST {
-                    self.stop_reading(ctx);
-                } else if self.inflight.len() >= MAX_INFLIGHT || self.out.len() >= OUT_HIGH_WATER {
+                if self.inflight.len() >= MAX_INFLIGHT || self.out.len() >= OUT_HIGH_WATER {
                     ctx.wait(Pump {
                         relieve_at: Some(MAX_INFLIGHT / 2),
                     });
