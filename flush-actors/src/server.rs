@@ -13,7 +13,7 @@ use crate::matcher::{DomainMatcher, MatcherStats, Reload};
 use crate::queue::QueueLayout;
 use crate::stats::{Report, StatsCollector, Tracked};
 use crate::trigger::{self, TriggerStats};
-use crate::writer::{CloseAll, OpenFileBudget, WriterRegistry, WriterStats};
+use crate::writer::{CloseAll, OpenFileBudget, WriterLimits, WriterRegistry, WriterStats};
 use actix::prelude::*;
 use std::io;
 use std::path::PathBuf;
@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub gateway_threads: usize,
     /// Logfiles kept open between requests.
     pub max_open_logs: usize,
+    /// Writers alive at once.
+    pub max_writers: usize,
 }
 
 /// Why the server could not start.
@@ -123,7 +125,10 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         arbiters.iter().map(Arbiter::handle).collect(),
         trigger.clone(),
         OpenFileBudget::new(options.max_open_logs),
-        config.max_idle,
+        WriterLimits {
+            max_idle: config.max_idle,
+            max_writers: options.max_writers,
+        },
         Arc::clone(&writer_stats),
     )
     .start();

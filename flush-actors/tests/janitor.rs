@@ -8,7 +8,7 @@ use flush_actors::queue::layout::{DEFERRED, INCOMING};
 use flush_actors::queue::QueueLayout;
 use flush_actors::stats::Tracked;
 use flush_actors::trigger::{self, TriggerStats};
-use flush_actors::writer::{OpenFileBudget, WriterRegistry, WriterStats};
+use flush_actors::writer::{OpenFileBudget, WriterLimits, WriterRegistry, WriterStats};
 use std::fs::{self, File, FileTimes};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -44,7 +44,10 @@ fn start() -> Fixture {
         arbiters.iter().map(Arbiter::handle).collect(),
         trigger,
         OpenFileBudget::new(10),
-        Duration::from_secs(100),
+        WriterLimits {
+            max_idle: Duration::from_secs(100),
+            max_writers: 100,
+        },
         Arc::clone(&writer_stats),
     )
     .start();

@@ -10,7 +10,8 @@ use flush_actors::queue::QueueLayout;
 use flush_actors::stats::Tracked;
 use flush_actors::trigger::{self, TriggerStats};
 use flush_actors::writer::{
-    AppendFor, CloseAll, DeliverFor, DeliverHow, OpenFileBudget, WriterRegistry, WriterStats,
+    AppendFor, CloseAll, DeliverFor, DeliverHow, OpenFileBudget, WriterLimits, WriterRegistry,
+    WriterStats, DEFAULT_MAX_WRITERS,
 };
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +28,14 @@ struct Fixture {
 }
 
 fn start(max_idle: Duration, max_open: usize) -> Fixture {
+    let limits = WriterLimits {
+        max_idle,
+        max_writers: DEFAULT_MAX_WRITERS,
+    };
+    start_with(limits, max_open)
+}
+
+fn start_with(limits: WriterLimits, max_open: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     for d in ["deferred", "incoming", "flush", "public"] {
         fs::create_dir(dir.path().join(d)).unwrap();
@@ -46,7 +55,7 @@ fn start(max_idle: Duration, max_open: usize) -> Fixture {
         arbiters.iter().map(Arbiter::handle).collect(),
         trigger,
         OpenFileBudget::new(max_open),
-        max_idle,
+        limits,
         Arc::clone(&stats),
     )
     .start();
@@ -209,6 +218,44 @@ async fn idle_writers_retire_and_new_work_starts_a_new_writer() {
         .unwrap();
     assert_eq!(log_lines(f.dir.path(), "idle0_test"), ["F1", "F2"]);
     assert_eq!(f.stats.writers_started.get(), 4);
+}
+
+#[actix::test]
+async fn past_max_writers_the_least_recently_used_retire_and_nothing_is_lost() {
+    let limits = WriterLimits {
+        max_idle: Duration::from_secs(100),
+        max_writers: 4,
+    };
+    let f = start_with(limits, 10);
+    // Two rounds over ten sites, each append awaited: at four writers, a
+    // new site retires the two least recently used (the quarter's boundary
+    // included), so the second round finds every site's writer gone.
+    for round in 0..2 {
+        for i in 0..10 {
+            f.registry
+                .send(AppendFor::new(
+                    site(&format!("many{i}_test")),
+                    format!("G{round}{i}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    // Retired writers stop on their own threads, soon after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.stats.live_writers.get() > 4 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(f.stats.live_writers.get(), 4);
+    for i in 0..10 {
+        assert_eq!(
+            log_lines(f.dir.path(), &format!("many{i}_test")),
+            [format!("G0{i}"), format!("G1{i}")]
+        );
+    }
+    assert_eq!(f.stats.writers_started.get(), 20);
+    assert_eq!(f.stats.writers_evicted.get(), 16);
 }
 
 #[actix::test]

@@ -8,7 +8,7 @@ mod registry;
 pub use budget::{FileSlot, OpenFileBudget};
 pub use log_writer::{LogWriter, WRITER_MAILBOX};
 pub use messages::{AppendBatch, AppendFor, CloseAll, DeliverFor, DeliverHow};
-pub use registry::WriterRegistry;
+pub use registry::{WriterLimits, WriterRegistry};
 
 use crate::stats::Tracked;
 use crate::stats::{Counter, Gauge, Mailbox, Report};
@@ -17,8 +17,11 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Default bound on logfiles kept open between requests (`flush_max_open_logs`).
+/// Default bound on logfiles kept open between requests (`--max-open-logs`).
 pub const DEFAULT_MAX_OPEN_LOGS: usize = 1000;
+/// Default bound on writers alive at once (`--max-writers`): about 1.3 KB
+/// each, so some 13 MB at most.
+pub const DEFAULT_MAX_WRITERS: usize = 10_000;
 
 /// What every writer shares: where logs live, whom to hand deliveries to,
 /// the open-file budget and the counters.
@@ -44,6 +47,8 @@ pub struct WriterStats {
     pub live_writers: Gauge,
     /// Writers started since start-up.
     pub writers_started: Counter,
+    /// Writers retired early because `max_writers` were alive.
+    pub writers_evicted: Counter,
     /// Queue IDs written to logs.
     pub appends: Counter,
     /// Queue IDs not written because the log already listed them.
@@ -63,6 +68,7 @@ impl Report for WriterStats {
         let mut m = self.mailbox.to_json();
         m.insert("live_writers".into(), self.live_writers.get().into());
         m.insert("writers_started".into(), self.writers_started.get().into());
+        m.insert("writers_evicted".into(), self.writers_evicted.get().into());
         m.insert("appends".into(), self.appends.get().into());
         m.insert(
             "duplicates_skipped".into(),

@@ -3,9 +3,12 @@
 //! It starts writers on demand, spread over the writer arbiters by a hash of
 //! the site (so one site's appends stay ordered on one thread), and retires
 //! writers that nothing was routed to for `max_idle`: every message passes
-//! through here, so one timer and one map replace a timer per writer. A message that reaches a writer just as
-//! it stops comes back as `MailboxError::Closed` without having been handled;
-//! the registry then routes it again, to a new writer.
+//! through here, so one timer and one map replace a timer per writer. It
+//! also keeps at most `max_writers` alive: past that, the least recently
+//! used quarter retires early, so that a burst of new sites costs a bounded
+//! amount of memory. A message that reaches a writer just as it stops comes
+//! back as `MailboxError::Closed` without having been handled; the registry
+//! then routes it again, to a new writer.
 
 use super::log_writer::LogWriter;
 use super::messages::{
@@ -47,7 +50,17 @@ struct Settings {
     trigger: Tracked<QueueTrigger, TriggerStats>,
     budget: Arc<OpenFileBudget>,
     max_idle: Duration,
+    max_writers: usize,
     stats: Arc<WriterStats>,
+}
+
+/// Where writers live and how long: the registry's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLimits {
+    /// A writer nothing was routed to for this long retires.
+    pub max_idle: Duration,
+    /// Writers alive at once, at most.
+    pub max_writers: usize,
 }
 
 impl WriterRegistry {
@@ -57,7 +70,7 @@ impl WriterRegistry {
         arbiters: Vec<ArbiterHandle>,
         trigger: Tracked<QueueTrigger, TriggerStats>,
         budget: Arc<OpenFileBudget>,
-        max_idle: Duration,
+        limits: WriterLimits,
         stats: Arc<WriterStats>,
     ) -> WriterRegistry {
         WriterRegistry {
@@ -68,7 +81,8 @@ impl WriterRegistry {
                 flush_dir,
                 trigger,
                 budget,
-                max_idle,
+                max_idle: limits.max_idle,
+                max_writers: limits.max_writers.max(1),
                 stats,
             },
         }
@@ -84,6 +98,7 @@ impl WriterRegistry {
             route.last_used = Instant::now();
             return Some(route.writer.clone());
         }
+        self.make_room();
         let shared = Arc::clone(self.shared.as_ref()?);
         let mut hasher = DefaultHasher::new();
         site.hash(&mut hasher);
@@ -106,12 +121,33 @@ impl WriterRegistry {
     /// its site starts a new writer.
     fn retire_idle(&mut self) {
         let max_idle = self.settings.max_idle;
+        self.retire_where(|route| route.last_used.elapsed() >= max_idle);
+    }
+
+    /// At `max_writers`, retires the least recently used quarter of the
+    /// writers (at least one): one pass over the map per quarter of new
+    /// sites keeps that cheap.
+    fn make_room(&mut self) {
+        if self.writers.len() < self.settings.max_writers {
+            return;
+        }
+        let mut last_used: Vec<Instant> = self.writers.values().map(|r| r.last_used).collect();
+        let nth = last_used.len() / 4;
+        let (_, &mut cutoff, _) = last_used.select_nth_unstable(nth);
+        let before = self.writers.len();
+        self.retire_where(|route| route.last_used <= cutoff);
+        let evicted = before - self.writers.len();
+        self.stats().writers_evicted.add(evicted as u64);
+        log::debug!("writers: {evicted} least recently used retired early (max_writers)");
+    }
+
+    fn retire_where(&mut self, retire: impl Fn(&Route) -> bool) {
         self.writers.retain(|_, route| {
-            let keep = route.last_used.elapsed() < max_idle;
-            if !keep {
+            let go = retire(route);
+            if go {
                 route.writer.do_send(Retire);
             }
-            keep
+            !go
         });
     }
 }

@@ -64,6 +64,9 @@ struct Args {
     /// Logfiles kept open between requests.
     #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS)]
     max_open_logs: usize,
+    /// Log writers alive at once; past that the least recently used retire.
+    #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_WRITERS)]
+    max_writers: usize,
 }
 
 fn main() -> ExitCode {
@@ -172,6 +175,7 @@ fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
         writer_threads: args.writer_threads.unwrap_or(cores),
         gateway_threads: args.gateway_threads,
         max_open_logs: args.max_open_logs,
+        max_writers: args.max_writers,
     };
     actix_rt::System::new().block_on(serve(options, master))
 }
