@@ -14,6 +14,7 @@
 //! or inode differ from what it saw last) and re-reads it before trusting
 //! that memory.
 
+use compact_str::CompactString;
 use flush_proto::{validate_queue_id, MAX_QUEUE_ID_LEN};
 use rustix::fs::{FlockOperation, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_NOW};
 use std::collections::HashSet;
@@ -109,7 +110,8 @@ pub struct LogFile {
     path: PathBuf,
     file: File,
     /// IDs the log holds since its last truncation, at most [`MAX_TRACKED_IDS`].
-    seen: HashSet<String>,
+    /// Queue IDs are short: stored inline, not one allocation each.
+    seen: HashSet<CompactString>,
     /// The file as `seen` describes it; `None` means "re-read before use".
     snapshot: Option<Snapshot>,
     /// The lock of the delivery in progress, if any.
@@ -231,7 +233,7 @@ impl LogFile {
                 buf.push('\n');
                 report.written += 1;
                 if self.remember && self.seen.len() < MAX_TRACKED_IDS {
-                    self.seen.insert(id.to_owned());
+                    self.seen.insert(CompactString::from(id));
                 }
             }
         }
@@ -257,7 +259,7 @@ impl LogFile {
             if let Line::Text(text) = line {
                 if let Ok(id) = std::str::from_utf8(text) {
                     if validate_queue_id(id).is_ok() {
-                        seen.insert(id.to_owned());
+                        seen.insert(CompactString::from(id));
                     }
                 }
             }
