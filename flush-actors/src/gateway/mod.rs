@@ -1,7 +1,8 @@
-//! `Gateway`: the socket-facing side. It owns the listening sockets, runs
-//! one [`session::Session`] per connection on its gateway threads, bounds how
-//! many run at once, and at shutdown stops accepting, lets every session
-//! answer what it has read, and removes its UNIX sockets.
+//! `Gateway`: the socket-facing side. It owns the listening sockets and
+//! serves every connection on its gateway threads (a [`session::Session`]
+//! actor per line connection, a `one_request` task per Postfix one), bounds
+//! how many run at once, and at shutdown stops accepting, lets every
+//! connection answer what it has read, and removes its UNIX sockets.
 
 mod batch;
 pub mod listener;

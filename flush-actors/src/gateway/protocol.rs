@@ -23,7 +23,7 @@ pub trait Protocol: Unpin + 'static {
     /// For logs and stats: `line` or `postfix`.
     const NAME: &'static str;
     /// Postfix clients send one request per connection: such a connection
-    /// is served by [`one_request`](super::one_request), not a session.
+    /// is served by `gateway::one_request`, not a session.
     const ONE_REQUEST: bool;
     /// A fresh decoder for a new connection.
     fn codec(&self) -> Self::Codec;

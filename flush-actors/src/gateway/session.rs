@@ -1,6 +1,6 @@
 //! `Session`: one connection of a protocol with many requests per connection
 //! (flushd's line protocol; Postfix's one-request connections are served by
-//! [`one_request`](super::one_request)).
+//! `one_request`).
 //!
 //! Requests are decoded as they arrive and carried out concurrently (so that
 //! pipelined appends share a write), while replies leave strictly in request
