@@ -482,7 +482,8 @@ fn logfile_path(flush_dir: &Path, site_path: &str) -> io::Result<PathBuf> {
     Ok(flush_dir.join(site_path))
 }
 
-/// Opens the log, creating it with mode 0600 if it does not exist.
+/// Opens the log, creating it with mode 0600 if it does not exist. Most
+/// opens find the log there, so that is tried first (one `openat`).
 fn open_or_create(path: &Path) -> io::Result<File> {
     let create = OFlags::CREATE
         | OFlags::EXCL
@@ -492,6 +493,10 @@ fn open_or_create(path: &Path) -> io::Result<File> {
         | OFlags::CLOEXEC
         | OFlags::NOCTTY;
     for _ in 0..OPEN_ATTEMPTS {
+        match crate::safe_open::open_existing_regular(path, OFlags::RDWR | OFlags::APPEND) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            existing => return existing,
+        }
         match rustix::fs::openat(CWD, path, create, Mode::from_raw_mode(0o600)) {
             Ok(fd) => {
                 let file = File::from(fd);
@@ -499,13 +504,8 @@ fn open_or_create(path: &Path) -> io::Result<File> {
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(0o600))?;
                 return Ok(file);
             }
-            Err(rustix::io::Errno::EXIST) => {
-                match crate::safe_open::open_existing_regular(path, OFlags::RDWR | OFlags::APPEND) {
-                    // Removed between the two opens: create it after all.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    other => return other,
-                }
-            }
+            // Created by someone else in between: open theirs.
+            Err(rustix::io::Errno::EXIST) => continue,
             Err(e) => return Err(e.into()),
         }
     }
