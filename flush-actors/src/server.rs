@@ -228,12 +228,13 @@ impl Server {
     /// Stops accepting, lets sessions answer what they have read, writes and
     /// closes every log, then stops the writer threads.
     pub async fn shutdown(self) {
-        let _ = self
-            .gateway
-            .send(StopGateway {
-                grace: SHUTDOWN_GRACE,
-            })
-            .await;
+        self.gateway_stats.mailbox.queued();
+        let stop = StopGateway {
+            grace: SHUTDOWN_GRACE,
+        };
+        if self.gateway.send(stop).await.is_err() {
+            self.gateway_stats.mailbox.dropped();
+        }
         stop_arbiters(self.gateway_arbiters).await;
         let _ = self.registry.send(CloseAll).await;
         stop_arbiters(self.writer_arbiters).await;

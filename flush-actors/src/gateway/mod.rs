@@ -268,6 +268,7 @@ impl Handler<StopGateway> for Gateway {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: StopGateway, _: &mut Context<Self>) -> Self::Result {
+        self.limits.stats.mailbox.handled();
         self.limits.stop.cancel();
         self.remove_sockets();
         log::info!(
