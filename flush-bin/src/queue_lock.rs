@@ -71,13 +71,55 @@ pub fn acquire(queue: &Path) -> Result<QueueLock> {
 
 /// Raises the soft open-file limit to the hard limit: logfiles and
 /// connections are bounded by flushd's own settings, not by a low default.
-pub fn raise_open_file_limit() {
+/// Returns the soft limit in force (`None`: unlimited).
+pub fn raise_open_file_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
+        let before = limit.current;
         limit.current = limit.maximum;
         if let Err(e) = setrlimit(Resource::Nofile, limit) {
             log::warn!("cannot raise the open-file limit: {e}");
+            return before;
         }
+    }
+    limit.current
+}
+
+/// Descriptors kept for everything that is not a logfile or a connection:
+/// listeners, the queue lock, the qmgr trigger, queue files being moved.
+pub const SPARE_DESCRIPTORS: u64 = 64;
+
+/// How many logfiles may stay open when `fd_limit` descriptors are allowed
+/// and `max_connections` of them may be connections: `max_open_logs`, or
+/// less if that would run out of descriptors (at least 1: a writer without
+/// a slot still opens its log for each write).
+pub fn open_logs_within(
+    fd_limit: Option<u64>,
+    max_open_logs: usize,
+    max_connections: usize,
+) -> usize {
+    let Some(limit) = fd_limit else {
+        return max_open_logs;
+    };
+    let for_logs = limit
+        .saturating_sub(max_connections as u64)
+        .saturating_sub(SPARE_DESCRIPTORS);
+    max_open_logs
+        .min(usize::try_from(for_logs).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_logs_leave_room_for_connections_and_spares() {
+        assert_eq!(open_logs_within(None, 1000, 1024), 1000);
+        assert_eq!(open_logs_within(Some(1_048_576), 1000, 1024), 1000);
+        assert_eq!(open_logs_within(Some(2048), 1000, 1024), 960);
+        assert_eq!(open_logs_within(Some(1024), 1000, 1024), 1);
+        assert_eq!(open_logs_within(Some(20_000), 200_000, 1024), 18_912);
     }
 }

@@ -155,6 +155,9 @@ pub struct FlushdOptions {
     /// when flushd shares a queue directory with a real Postfix). A fresh
     /// queue directory is then given to that user too.
     pub user: Option<(u32, u32)>,
+    /// Start the daemon with this open-file limit, soft and hard (through
+    /// util-linux's `prlimit`, which then runs flushd in its place).
+    pub open_file_limit: Option<u64>,
 }
 
 impl Default for FlushdOptions {
@@ -169,6 +172,7 @@ impl Default for FlushdOptions {
             args: Vec::new(),
             env: Vec::new(),
             user: None,
+            open_file_limit: None,
         }
     }
 }
@@ -214,6 +218,12 @@ impl FlushdOptions {
     /// Starts flushd with `--no-postfix-listen`.
     pub fn no_postfix_listen(mut self) -> Self {
         self.postfix_listen = false;
+        self
+    }
+
+    /// Starts the daemon with at most `limit` open files.
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        self.open_file_limit = Some(limit);
         self
     }
 
@@ -286,7 +296,17 @@ impl Flushd {
         let log = fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
         let log2 = log.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
 
-        let mut cmd = Command::new(flushd_binary());
+        let mut cmd = match opts.open_file_limit {
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(flushd_binary());
+                prlimit
+            }
+            None => Command::new(flushd_binary()),
+        };
         cmd.arg("-c").arg(&conf_dir);
         for (name, value) in &opts.overrides {
             cmd.arg("-o").arg(format!("{name}={value}"));

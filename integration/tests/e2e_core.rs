@@ -1221,3 +1221,42 @@ fn silent_clients_are_closed_after_ipc_timeout_and_at_shutdown() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_low_open_file_limit_keeps_fewer_logs_open_and_fails_no_add() {
+    const SITES: u32 = 1500;
+    // 900 descriptors, 100 of them for connections, 64 spare: 736 logs.
+    let daemon = Flushd::start(
+        FlushdOptions::default()
+            .open_file_limit(900)
+            .set("flush_max_connections", "100"),
+    );
+    let q = daemon.queue_dir();
+    let mut client = daemon.client();
+    let mut requests = String::new();
+    for round in 0..2 {
+        for site in 0..SITES {
+            let id = short_queue_id(round * SITES + site);
+            requests.push_str(&format!("add s{site}.relay.test {id}\n"));
+        }
+    }
+    client.send_raw(requests.as_bytes());
+    for n in 0..2 * SITES {
+        assert_ok(&client.read_reply(), &format!("add {n}"));
+    }
+    for site in [0, SITES / 2, SITES - 1] {
+        let logged = flush_log(q, &format!("s{site}_relay_test"));
+        assert_eq!(
+            logged,
+            [short_queue_id(site), short_queue_id(SITES + site)],
+            "flush/s{site}_relay_test"
+        );
+    }
+    let stats = client.stats();
+    assert!(stats_u64(&stats, "writers", "open_files") <= 736);
+    assert!(
+        daemon.log().contains("keeping at most 736 logfiles open"),
+        "no warning in the log:\n{}",
+        daemon.log()
+    );
+}

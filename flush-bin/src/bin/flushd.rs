@@ -146,7 +146,18 @@ fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
         }
     };
     queue_lock::ensure_flush_dir(&queue)?;
-    queue_lock::raise_open_file_limit();
+    let fd_limit = queue_lock::raise_open_file_limit();
+    let max_open_logs =
+        queue_lock::open_logs_within(fd_limit, args.max_open_logs, config.flush_max_connections);
+    if max_open_logs < args.max_open_logs {
+        log::warn!(
+            "keeping at most {max_open_logs} logfiles open, not {}: the open-file limit is {} \
+             and {} connections may be open",
+            args.max_open_logs,
+            fd_limit.unwrap_or(0),
+            config.flush_max_connections
+        );
+    }
 
     let listen = if args.listen.is_empty() && master.is_some() {
         Vec::new() // under master(8): only the inherited socket
@@ -174,7 +185,7 @@ fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
         max_line: args.max_line,
         writer_threads: args.writer_threads.unwrap_or(cores),
         gateway_threads: args.gateway_threads,
-        max_open_logs: args.max_open_logs,
+        max_open_logs,
         max_writers: args.max_writers,
     };
     actix_rt::System::new().block_on(serve(options, master))
