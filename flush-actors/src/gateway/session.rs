@@ -16,13 +16,15 @@ use bytes::{Buf, BytesMut};
 use flush_proto::ProtoError;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{Decoder, FramedRead};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Requests one connection may have in flight before it stops reading.
 pub const MAX_INFLIGHT: usize = 1024;
@@ -48,7 +50,7 @@ pub struct Session<P: Protocol> {
     closing: bool,
     requests: u64,
     read_handle: Option<SpawnHandle>,
-    reader: Option<FramedRead<ReadHalf, P::Codec>>,
+    reader: Option<FramedRead<UntilStop, P::Codec>>,
     last_active: Instant,
     idle_timeout: Duration,
     _open: OpenConnection,
@@ -75,7 +77,7 @@ impl<P: Protocol> Session<P> {
             closing: false,
             requests: 0,
             read_handle: None,
-            reader: Some(FramedRead::new(reader, codec)),
+            reader: Some(FramedRead::new(UntilStop::new(reader, &limits.stop), codec)),
             last_active: Instant::now(),
             idle_timeout: limits.idle_timeout,
             _open: OpenConnection::new(&limits.stats, permit),
@@ -191,12 +193,6 @@ impl<P: Protocol> Actor for Session<P> {
         if !self.out.is_empty() {
             self.start_pump(ctx);
         }
-        // Shutdown: stop reading, answer what was read, close.
-        let stop = self.stop.clone();
-        ctx.spawn(
-            fut::wrap_future(async move { stop.cancelled().await })
-                .map(|(), act: &mut Self, ctx| act.stop_reading(ctx)),
-        );
         let tick =
             (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         ctx.run_interval(tick, |act, ctx| {
@@ -243,6 +239,8 @@ impl<P: Protocol> StreamHandler<Decoded<P>> for Session<P> {
                     });
                 }
             }
+            // Shutdown: every request read before it has been handed over.
+            Err(_) if self.stop.is_cancelled() => self.stop_reading(ctx),
             Err(e) => {
                 log::info!("session {} ({}): {e}", self.id, P::NAME);
                 self.protocol.stream_error(&e, &mut self.out);
@@ -256,5 +254,45 @@ impl<P: Protocol> StreamHandler<Decoded<P>> for Session<P> {
         self.read_handle = None;
         self.closing = true;
         self.finish_if_done(ctx);
+    }
+}
+
+/// A session's read half that fails once shutdown begins. The decoder in
+/// front of it still hands over every request already in its buffer first,
+/// so a session answers everything it has read and nothing half-read (end of
+/// input instead would make the line codec take an unterminated last line
+/// for a request).
+pub struct UntilStop {
+    inner: ReadHalf,
+    stop: CancellationToken,
+    /// Polled only before the session sleeps on the socket: registering
+    /// with the shared token on every read would serialize the sessions.
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl UntilStop {
+    fn new(inner: ReadHalf, stop: &CancellationToken) -> UntilStop {
+        UntilStop {
+            inner,
+            stop: stop.clone(),
+            stopped: Box::pin(stop.clone().cancelled_owned()),
+        }
+    }
+}
+
+impl AsyncRead for UntilStop {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let stopping = || Poll::Ready(Err(io::Error::other("server stopping")));
+        if self.stop.is_cancelled() {
+            return stopping();
+        }
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending if self.stopped.as_mut().poll(cx).is_ready() => stopping(),
+            other => other,
+        }
     }
 }
