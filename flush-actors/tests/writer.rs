@@ -10,8 +10,8 @@ use flush_actors::queue::QueueLayout;
 use flush_actors::stats::Tracked;
 use flush_actors::trigger::{self, TriggerStats};
 use flush_actors::writer::{
-    AppendFor, CloseAll, DeliverFor, DeliverHow, OpenFileBudget, WriterLimits, WriterRegistry,
-    WriterStats, DEFAULT_MAX_WRITERS,
+    AppendBatch, AppendFor, CloseAll, DeliverFor, DeliverHow, OpenFileBudget, WriterLimits,
+    WriterRegistry, WriterStats, DEFAULT_MAX_WRITERS,
 };
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +33,15 @@ fn start(max_idle: Duration, max_open: usize) -> Fixture {
         max_writers: DEFAULT_MAX_WRITERS,
     };
     start_with(limits, max_open)
+}
+
+/// A registry that keeps at most four writers alive.
+fn start_with_four_writers() -> Fixture {
+    let limits = WriterLimits {
+        max_idle: Duration::from_secs(100),
+        max_writers: 4,
+    };
+    start_with(limits, 10)
 }
 
 fn start_with(limits: WriterLimits, max_open: usize) -> Fixture {
@@ -108,23 +117,24 @@ async fn appends_land_in_the_log_once() {
 }
 
 #[actix::test]
-async fn a_burst_of_appends_shares_write_calls() {
+async fn a_batch_of_appends_to_one_site_is_one_write() {
     let f = start(Duration::from_secs(100), 10);
-    let requests: Vec<_> = (0..500)
+    // What a gateway collects in one turn: many IDs, two sites, interleaved.
+    let entries: Vec<(SitePath, String)> = (0..500)
         .map(|i| {
-            f.registry
-                .send(AppendFor::new(site("burst_test"), format!("B{i:X}")))
+            let name = if i % 2 == 0 {
+                "burst_test"
+            } else {
+                "other_test"
+            };
+            (site(name), format!("B{i:X}"))
         })
         .collect();
-    for request in requests {
-        request.await.unwrap().unwrap();
-    }
-    assert_eq!(log_lines(f.dir.path(), "burst_test").len(), 500);
-    assert!(
-        f.stats.write_batches.get() < 500,
-        "{} write calls for 500 appends",
-        f.stats.write_batches.get()
-    );
+    let results = f.registry.send(AppendBatch::new(entries)).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(log_lines(f.dir.path(), "burst_test").len(), 250);
+    assert_eq!(log_lines(f.dir.path(), "other_test").len(), 250);
+    assert_eq!(f.stats.write_batches.get(), 2, "one write per site");
 }
 
 #[actix::test]
@@ -222,11 +232,7 @@ async fn idle_writers_retire_and_new_work_starts_a_new_writer() {
 
 #[actix::test]
 async fn past_max_writers_the_least_recently_used_retire_and_nothing_is_lost() {
-    let limits = WriterLimits {
-        max_idle: Duration::from_secs(100),
-        max_writers: 4,
-    };
-    let f = start_with(limits, 10);
+    let f = start_with_four_writers();
     // Two rounds over ten sites, each append awaited: at four writers, a
     // new site retires the two least recently used (the quarter's boundary
     // included), so the second round finds every site's writer gone.
@@ -256,6 +262,26 @@ async fn past_max_writers_the_least_recently_used_retire_and_nothing_is_lost() {
     }
     assert_eq!(f.stats.writers_started.get(), 20);
     assert_eq!(f.stats.writers_evicted.get(), 16);
+}
+
+#[actix::test]
+async fn one_batch_with_more_sites_than_max_writers_is_written_whole() {
+    let f = start_with_four_writers();
+    // Writers started for this very batch are never the ones retired to make
+    // room for its later sites.
+    let entries: Vec<(SitePath, String)> = (0..12)
+        .map(|i| (site(&format!("wide{i}_test")), format!("W{i}")))
+        .collect();
+    let results = f.registry.send(AppendBatch::new(entries)).await.unwrap();
+    assert_eq!(results.len(), 12);
+    for (i, result) in results.into_iter().enumerate() {
+        assert!(result.is_ok(), "entry {i}: {result:?}");
+        assert_eq!(
+            log_lines(f.dir.path(), &format!("wide{i}_test")),
+            [format!("W{i}")]
+        );
+    }
+    assert_eq!(f.stats.writers_started.get(), 12);
 }
 
 #[actix::test]

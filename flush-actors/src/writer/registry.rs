@@ -92,13 +92,15 @@ impl WriterRegistry {
         &self.settings.stats
     }
 
-    /// The writer of `site`, started if there is none.
-    fn writer_for(&mut self, site: &SitePath) -> Option<Addr<LogWriter>> {
+    /// The writer of `site`, started if there is none. `began` is when the
+    /// message being routed arrived: writers it already used are not retired
+    /// to make room for the new one.
+    fn writer_for(&mut self, site: &SitePath, began: Instant) -> Option<Addr<LogWriter>> {
         if let Some(route) = self.writers.get_mut(site) {
             route.last_used = Instant::now();
             return Some(route.writer.clone());
         }
-        self.make_room();
+        self.make_room(began);
         let shared = Arc::clone(self.shared.as_ref()?);
         let mut hasher = DefaultHasher::new();
         site.hash(&mut hasher);
@@ -126,8 +128,10 @@ impl WriterRegistry {
 
     /// At `max_writers`, retires the least recently used quarter of the
     /// writers (at least one): one pass over the map per quarter of new
-    /// sites keeps that cheap.
-    fn make_room(&mut self) {
+    /// sites keeps that cheap. Writers used since `began` stay, so one
+    /// batch never retires its own writers (the bound may then be exceeded
+    /// by the sites of one batch).
+    fn make_room(&mut self, began: Instant) {
         if self.writers.len() < self.settings.max_writers {
             return;
         }
@@ -135,10 +139,12 @@ impl WriterRegistry {
         let nth = last_used.len() / 4;
         let (_, &mut cutoff, _) = last_used.select_nth_unstable(nth);
         let before = self.writers.len();
-        self.retire_where(|route| route.last_used <= cutoff);
+        self.retire_where(|route| route.last_used <= cutoff && route.last_used < began);
         let evicted = before - self.writers.len();
-        self.stats().writers_evicted.add(evicted as u64);
-        log::debug!("writers: {evicted} least recently used retired early (max_writers)");
+        if evicted > 0 {
+            self.stats().writers_evicted.add(evicted as u64);
+            log::debug!("writers: {evicted} least recently used retired early (max_writers)");
+        }
     }
 
     fn retire_where(&mut self, retire: impl Fn(&Route) -> bool) {
@@ -230,6 +236,7 @@ impl WriterRegistry {
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Vec<Result<(), ActorError>>> {
         self.stats().registry.handled();
+        let began = Instant::now();
         let total = msg.entries.len();
         let mut index: HashMap<SitePath, usize> = HashMap::new();
         let mut groups: Vec<(SitePath, Vec<usize>, Vec<String>)> = Vec::new();
@@ -244,7 +251,7 @@ impl WriterRegistry {
         let sends: Vec<_> = groups
             .into_iter()
             .map(|(site, positions, ids)| {
-                let writer = self.writer_for(&site);
+                let writer = self.writer_for(&site, began);
                 (site, positions, ids, writer)
             })
             .collect();
@@ -291,7 +298,7 @@ impl Handler<DeliverFor> for WriterRegistry {
 
     fn handle(&mut self, msg: DeliverFor, ctx: &mut Context<Self>) -> Self::Result {
         self.stats().registry.handled();
-        let writer = self.writer_for(&msg.site);
+        let writer = self.writer_for(&msg.site, Instant::now());
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
         Box::pin(async move {
