@@ -2,11 +2,11 @@
 //! together.
 //!
 //! Every `add` needs a verdict from the matcher and an append by a writer.
-//! Sent one by one, those hops cost more than the work. All sessions of the
-//! gateway run on one thread, so the requests they decode in one turn of that
-//! thread are collected here and sent as one `MatchSites` and one
-//! `AppendBatch` when the turn ends (a local task that runs once the
-//! sessions yield). Each request still gets its own reply, and an add only
+//! Sent one by one, those hops cost more than the work. Each gateway thread
+//! has its own batcher, and the connections it serves run on that thread, so
+//! the requests they decode in one turn of the thread are collected here and
+//! sent as one `MatchSites` and one `AppendBatch` when the turn ends (a local
+//! task that runs once the connections yield). Each request still gets its own reply, and an add only
 //! once its ID is in the file.
 //!
 //! `send_site` travels the same way, so that a client that pipelines
