@@ -181,6 +181,18 @@ impl Gateway {
         }
     }
 
+    /// Starts gateway thread `n` serving `listeners`.
+    fn serve_on(&self, n: usize, thread: &ArbiterHandle, listeners: Vec<Listener>) {
+        let (services, max_line, limits) =
+            (self.services.clone(), self.max_line, self.limits.clone());
+        let started = thread.spawn_fn(move || {
+            actix_rt::spawn(serve_thread(listeners, services, max_line, limits));
+        });
+        if !started {
+            log::error!("gateway thread {n} is gone");
+        }
+    }
+
     fn remove_sockets(&mut self) {
         for path in self.socket_paths.drain(..) {
             if let Err(e) = std::fs::remove_file(&path) {
@@ -228,34 +240,17 @@ impl Actor for Gateway {
             .iter()
             .filter_map(|l| l.bound().unix_path().map(PathBuf::from))
             .collect();
-        let mut originals = Some(listeners);
-        for (n, thread) in self.threads.iter().enumerate() {
-            // The last thread takes the original descriptors.
-            let mine = if n + 1 == self.threads.len() {
-                originals.take().unwrap_or_default()
-            } else {
-                let cloned: std::io::Result<Vec<Listener>> = originals
-                    .iter()
-                    .flatten()
-                    .map(Listener::try_clone)
-                    .collect();
-                match cloned {
-                    Ok(cloned) => cloned,
-                    Err(e) => {
-                        log::error!("gateway thread {n}: cannot share the listeners: {e}");
-                        continue;
-                    }
-                }
-            };
-            let (services, max_line, limits) =
-                (self.services.clone(), self.max_line, self.limits.clone());
-            let started = thread.spawn_fn(move || {
-                actix_rt::spawn(serve_thread(mine, services, max_line, limits));
-            });
-            if !started {
-                log::error!("gateway thread {n} is gone");
+        let Some((last, others)) = self.threads.split_last() else {
+            return;
+        };
+        // Every other thread gets duplicates; the last takes the originals.
+        for (n, thread) in others.iter().enumerate() {
+            match listeners.iter().map(Listener::try_clone).collect() {
+                Ok(copies) => self.serve_on(n, thread, copies),
+                Err(e) => log::error!("gateway thread {n}: cannot share the listeners: {e}"),
             }
         }
+        self.serve_on(others.len(), last, listeners);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
