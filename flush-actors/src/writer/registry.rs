@@ -9,8 +9,14 @@
 //! amount of memory. A message that reaches a writer just as it stops comes
 //! back as `MailboxError::Closed` without having been handled; the registry
 //! then routes it again, to a new writer.
+//!
+//! Work for the writers leaves here in one message per writer arbiter, not
+//! one per writer: waking another thread is a system call, and a batch of
+//! appends spans as many writers as it has sites. A future spawned on the
+//! arbiter starts the writers that are new, hands each its part and sends
+//! back all their answers at once.
 
-use super::log_writer::LogWriter;
+use super::log_writer::{LogWriter, WRITER_MAILBOX};
 use super::messages::{
     AppendBatch, AppendFor, AppendRecords, CloseAll, CloseLog, DeliverFor, DeliverLog, Retire,
 };
@@ -19,14 +25,17 @@ use crate::domains::SitePath;
 use crate::stats::Tracked;
 use crate::trigger::{MoveReport, QueueTrigger, TriggerStats};
 use crate::ActorError;
+use actix::dev::channel::{channel, AddressReceiver};
 use actix::prelude::*;
 use futures_util::future::join_all;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// Mailbox capacity of the registry.
 pub const REGISTRY_MAILBOX: usize = 4096;
@@ -39,10 +48,35 @@ pub struct WriterRegistry {
     settings: Settings,
 }
 
-/// A live writer and when a message was last routed to it.
+/// A live writer, the arbiter it runs on and when a message was last routed
+/// to it.
 struct Route {
     writer: Addr<LogWriter>,
+    arbiter: usize,
     last_used: Instant,
+}
+
+/// Where a message goes: the writer, its arbiter, and the writer itself if
+/// it is new and still has to be started there.
+struct Routed {
+    writer: Addr<LogWriter>,
+    arbiter: usize,
+    unstarted: Option<Unstarted>,
+}
+
+/// A writer whose address exists but which does not run yet. It is started
+/// on its arbiter by the first work sent there, so that starting it costs no
+/// wake-up of that thread of its own; messages wait in its mailbox meanwhile.
+struct Unstarted {
+    mailbox: AddressReceiver<LogWriter>,
+    writer: LogWriter,
+}
+
+impl Unstarted {
+    /// Runs the writer on the current arbiter.
+    fn start(self) {
+        Context::with_receiver(self.mailbox).run(self.writer);
+    }
 }
 
 struct Settings {
@@ -92,30 +126,84 @@ impl WriterRegistry {
         &self.settings.stats
     }
 
-    /// The writer of `site`, started if there is none. `began` is when the
-    /// message being routed arrived: writers it already used are not retired
-    /// to make room for the new one.
-    fn writer_for(&mut self, site: &SitePath, began: Instant) -> Option<Addr<LogWriter>> {
+    /// The writer of `site`, created if there is none (or it stopped on its
+    /// own). `began` is when the message being routed arrived: writers it
+    /// already used are not retired to make room for the new one.
+    fn writer_for(&mut self, site: &SitePath, began: Instant) -> Option<Routed> {
         if let Some(route) = self.writers.get_mut(site) {
-            route.last_used = Instant::now();
-            return Some(route.writer.clone());
+            if route.writer.connected() {
+                route.last_used = Instant::now();
+                return Some(Routed {
+                    writer: route.writer.clone(),
+                    arbiter: route.arbiter,
+                    unstarted: None,
+                });
+            }
         }
         self.make_room(began);
         let shared = Arc::clone(self.shared.as_ref()?);
+        if self.arbiters.is_empty() {
+            return None;
+        }
         let mut hasher = DefaultHasher::new();
         site.hash(&mut hasher);
-        let arbiter = self
-            .arbiters
-            .get(hasher.finish() as usize % self.arbiters.len().max(1))?;
-        let owned = site.clone();
-        let writer = LogWriter::start_in_arbiter(arbiter, move |_| LogWriter::new(owned, shared));
+        let arbiter = hasher.finish() as usize % self.arbiters.len();
+        let (sender, mailbox) = channel(WRITER_MAILBOX);
+        let writer = Addr::new(sender);
         self.stats().writers_started.incr();
         let route = Route {
             writer: writer.clone(),
+            arbiter,
             last_used: Instant::now(),
         };
         self.writers.insert(site.clone(), route);
-        Some(writer)
+        Some(Routed {
+            writer,
+            arbiter,
+            unstarted: Some(Unstarted {
+                mailbox,
+                writer: LogWriter::new(site.clone(), shared),
+            }),
+        })
+    }
+
+    /// Sends each message to its writer from the writers' arbiter, see the
+    /// module doc. An answer per message, in order; `Ok(None)` for a writer
+    /// that had stopped.
+    fn send_on_arbiter<M, T>(
+        &self,
+        arbiter: usize,
+        work: Vec<(Routed, M)>,
+    ) -> impl Future<Output = Vec<Result<Option<T>, ActorError>>>
+    where
+        M: Message<Result = Result<T, ActorError>> + Send + 'static,
+        T: Send + 'static,
+        LogWriter: Handler<M>,
+    {
+        let count = work.len();
+        let stats = Arc::clone(&self.settings.stats);
+        let (tx, rx) = oneshot::channel();
+        let spawned = self.arbiters.get(arbiter).is_some_and(|handle| {
+            handle.spawn(async move {
+                let mut sends = Vec::with_capacity(work.len());
+                for (routed, msg) in work {
+                    if let Some(unstarted) = routed.unstarted {
+                        unstarted.start();
+                    }
+                    sends.push(try_writer(&stats, Some(routed.writer), msg));
+                }
+                let _ = tx.send(join_all(sends).await);
+            })
+        });
+        if !spawned {
+            log::warn!("writer arbiter {arbiter} is gone");
+        }
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                let stopped = || Err(ActorError::Worker("writer arbiter stopped"));
+                std::iter::repeat_with(stopped).take(count).collect()
+            })
+        }
     }
 
     /// Retires the writers nothing was routed to for `max_idle`. A retired
@@ -147,14 +235,26 @@ impl WriterRegistry {
         }
     }
 
+    /// Takes the writers `retire` picks out of the map and tells them to
+    /// retire, with one message per arbiter.
     fn retire_where(&mut self, retire: impl Fn(&Route) -> bool) {
+        let mut by_arbiter: Vec<Vec<Addr<LogWriter>>> = vec![Vec::new(); self.arbiters.len()];
         self.writers.retain(|_, route| {
             let go = retire(route);
-            if go {
-                route.writer.do_send(Retire);
+            if let Some(retiring) = by_arbiter.get_mut(route.arbiter).filter(|_| go) {
+                retiring.push(route.writer.clone());
             }
             !go
         });
+        for (handle, writers) in self.arbiters.iter().zip(by_arbiter) {
+            if !writers.is_empty() {
+                handle.spawn(async move {
+                    for writer in writers {
+                        writer.do_send(Retire);
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -227,63 +327,78 @@ impl Handler<AppendBatch> for WriterRegistry {
 }
 
 impl WriterRegistry {
-    /// Groups a batch by site, sends each writer one message with its IDs, and
-    /// answers every entry in order; a group whose writer stopped under it is
-    /// routed again.
+    /// Groups a batch by site, sends each writer one message with its IDs
+    /// (one message per arbiter), and answers every entry in order; a group
+    /// whose writer stopped under it is routed again.
     fn append_batch(
         &mut self,
-        msg: AppendBatch,
+        mut msg: AppendBatch,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Vec<Result<(), ActorError>>> {
         self.stats().registry.handled();
         let began = Instant::now();
         let total = msg.entries.len();
-        let mut index: HashMap<SitePath, usize> = HashMap::new();
-        let mut groups: Vec<(SitePath, Vec<usize>, Vec<String>)> = Vec::new();
-        for (position, (site, id)) in msg.entries.iter().cloned().enumerate() {
-            let slot = *index.entry(site.clone()).or_insert_with(|| {
-                groups.push((site, Vec::new(), Vec::new()));
-                groups.len() - 1
-            });
-            groups[slot].1.push(position);
-            groups[slot].2.push(id);
+        let groups = SiteGroup::of(std::mem::take(&mut msg.entries));
+        let mut results: Vec<Result<(), ActorError>> =
+            vec![Err(ActorError::Worker("no writer answered")); total];
+        let mut by_arbiter: Vec<ArbiterShare> = (0..self.arbiters.len())
+            .map(|_| ArbiterShare::default())
+            .collect();
+        for group in groups {
+            let routed = self.writer_for(&group.site, began);
+            match routed.and_then(|r| Some((by_arbiter.get_mut(r.arbiter)?, r))) {
+                Some((share, routed)) => {
+                    let append = AppendRecords {
+                        queue_ids: group.ids.clone(),
+                    };
+                    share.work.push((routed, append));
+                    share.groups.push(group);
+                }
+                None => {
+                    for position in group.positions {
+                        results[position] = Err(ActorError::Worker("no writer arbiter"));
+                    }
+                }
+            }
         }
-        let sends: Vec<_> = groups
+        let sends: Vec<_> = by_arbiter
             .into_iter()
-            .map(|(site, positions, ids)| {
-                let writer = self.writer_for(&site, began);
-                (site, positions, ids, writer)
-            })
+            .enumerate()
+            .filter(|(_, share)| !share.groups.is_empty())
+            .map(|(arbiter, share)| (share.groups, self.send_on_arbiter(arbiter, share.work)))
             .collect();
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
         Box::pin(async move {
-            let groups = sends.into_iter().map(|(site, positions, ids, writer)| {
-                let (stats, registry, msg) = (Arc::clone(&stats), registry.clone(), &msg);
-                async move {
-                    let append = AppendRecords {
-                        queue_ids: ids.clone(),
-                    };
-                    let outcome = match try_writer(&stats, writer, append).await {
-                        Ok(Some(())) => vec![Ok(()); ids.len()],
-                        Ok(None) => {
-                            let entries = ids.into_iter().map(|id| (site.clone(), id)).collect();
-                            match msg.clone().again(entries) {
-                                Ok(again) => match reroute(&registry, &stats, again).await {
-                                    Ok(results) => results,
-                                    Err(e) => vec![Err(e); positions.len()],
-                                },
-                                Err(e) => vec![Err(e); positions.len()],
-                            }
+            let answered = join_all(sends.into_iter().map(|(groups, send)| async move {
+                groups.into_iter().zip(send.await).collect::<Vec<_>>()
+            }))
+            .await;
+            let mut again = Vec::new();
+            for (group, outcome) in answered.into_iter().flatten() {
+                match outcome {
+                    Ok(Some(())) => {
+                        for position in group.positions {
+                            results[position] = Ok(());
                         }
-                        Err(e) => vec![Err(e); positions.len()],
-                    };
-                    (positions, outcome)
+                    }
+                    Ok(None) => again.push(group),
+                    Err(e) => {
+                        for position in group.positions {
+                            results[position] = Err(e.clone());
+                        }
+                    }
                 }
-            });
-            let mut results: Vec<Result<(), ActorError>> =
-                vec![Err(ActorError::Worker("no writer answered")); total];
-            for (positions, outcome) in join_all(groups).await {
+            }
+            if !again.is_empty() {
+                let positions: Vec<usize> =
+                    again.iter().flat_map(|g| g.positions.clone()).collect();
+                let outcome = match msg.again(SiteGroup::entries(again)) {
+                    Ok(retry) => reroute(&registry, &stats, retry)
+                        .await
+                        .unwrap_or_else(|e| vec![Err(e); positions.len()]),
+                    Err(e) => vec![Err(e); positions.len()],
+                };
                 for (position, result) in positions.into_iter().zip(outcome) {
                     results[position] = result;
                 }
@@ -293,16 +408,66 @@ impl WriterRegistry {
     }
 }
 
+/// The part of a batch for the writers of one arbiter: the site groups and,
+/// in the same order, the message for each group's writer.
+#[derive(Default)]
+struct ArbiterShare {
+    groups: Vec<SiteGroup>,
+    work: Vec<(Routed, AppendRecords)>,
+}
+
+/// The entries of a batch that go to one site: where they stand in the batch
+/// and their queue IDs.
+struct SiteGroup {
+    site: SitePath,
+    positions: Vec<usize>,
+    ids: Vec<String>,
+}
+
+impl SiteGroup {
+    /// Groups a batch's entries by site, in the order sites first appear.
+    fn of(entries: Vec<(SitePath, String)>) -> Vec<SiteGroup> {
+        let mut index: HashMap<SitePath, usize> = HashMap::new();
+        let mut groups: Vec<SiteGroup> = Vec::new();
+        for (position, (site, id)) in entries.into_iter().enumerate() {
+            let slot = *index.entry(site.clone()).or_insert_with(|| {
+                groups.push(SiteGroup {
+                    site,
+                    positions: Vec::new(),
+                    ids: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[slot].positions.push(position);
+            groups[slot].ids.push(id);
+        }
+        groups
+    }
+
+    /// The groups as batch entries again, group after group.
+    fn entries(groups: Vec<SiteGroup>) -> Vec<(SitePath, String)> {
+        groups
+            .into_iter()
+            .flat_map(|g| g.ids.into_iter().map(move |id| (g.site.clone(), id)))
+            .collect()
+    }
+}
+
 impl Handler<DeliverFor> for WriterRegistry {
     type Result = ResponseFuture<Result<MoveReport, ActorError>>;
 
     fn handle(&mut self, msg: DeliverFor, ctx: &mut Context<Self>) -> Self::Result {
         self.stats().registry.handled();
-        let writer = self.writer_for(&msg.site, Instant::now());
+        let Some(routed) = self.writer_for(&msg.site, Instant::now()) else {
+            return Box::pin(async { Err(ActorError::Worker("no writer arbiter")) });
+        };
+        let arbiter = routed.arbiter;
+        let send = self.send_on_arbiter(arbiter, vec![(routed, DeliverLog { how: msg.how })]);
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
         Box::pin(async move {
-            match try_writer(&stats, writer, DeliverLog { how: msg.how }).await? {
+            let answer = send.await.pop();
+            match answer.unwrap_or(Err(ActorError::Worker("no writer answered")))? {
                 Some(report) => Ok(report),
                 None => reroute(&registry, &stats, msg.retry()?).await?,
             }
@@ -338,5 +503,44 @@ impl Handler<CloseAll> for WriterRegistry {
                 let _ = writer.send(CloseLog).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(name: &str) -> SitePath {
+        SitePath::from_file_name(name).expect("a valid site path")
+    }
+
+    #[test]
+    fn a_batch_groups_by_site_in_first_seen_order_and_comes_back_whole() {
+        let entries = vec![
+            (site("b_example"), "ID1".to_string()),
+            (site("a_example"), "ID2".to_string()),
+            (site("b_example"), "ID3".to_string()),
+        ];
+        let groups = SiteGroup::of(entries.clone());
+        let shape: Vec<(&str, &[usize], &[String])> = groups
+            .iter()
+            .map(|g| (g.site.as_ref(), g.positions.as_slice(), g.ids.as_slice()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    "b_example",
+                    &[0, 2][..],
+                    &["ID1".to_string(), "ID3".to_string()][..]
+                ),
+                ("a_example", &[1][..], &["ID2".to_string()][..]),
+            ]
+        );
+        let mut back = SiteGroup::entries(groups);
+        back.sort();
+        let mut expected = entries;
+        expected.sort();
+        assert_eq!(back, expected);
     }
 }
