@@ -5,6 +5,7 @@
 use rustix::fs::{Mode, OFlags, CWD};
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -15,9 +16,22 @@ use std::path::Path;
 /// The file is missing, a symlink, not a regular file, has other hard links,
 /// or cannot be opened.
 pub(crate) fn open_existing_regular(path: &Path, access: OFlags) -> io::Result<File> {
+    open_existing_regular_at(CWD, path, access)
+}
+
+/// As [`open_existing_regular`], with a relative `path` resolved from the
+/// directory `dir`.
+///
+/// # Errors
+/// As [`open_existing_regular`].
+pub(crate) fn open_existing_regular_at(
+    dir: impl AsFd,
+    path: &Path,
+    access: OFlags,
+) -> io::Result<File> {
     // NONBLOCK: a FIFO planted under the name must not hang the open.
     let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|e| {
+    let fd = rustix::fs::openat(dir, path, flags, Mode::empty()).map_err(|e| {
         if e == rustix::io::Errno::LOOP {
             io::Error::other(format!("{} is a symbolic link", path.display()))
         } else {

@@ -62,6 +62,15 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// The queue directory could not be opened.
+    #[error("queue directory {path}: {source}")]
+    QueueDirectory {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A running server.
@@ -111,7 +120,12 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     let flush_dir = layout.flush_dir();
     let trigger_stats = Arc::new(TriggerStats::default());
     let trigger = Tracked::new(
-        trigger::start(layout, Arc::clone(&trigger_stats)),
+        trigger::start(layout, Arc::clone(&trigger_stats)).map_err(|source| {
+            StartError::QueueDirectory {
+                path: config.queue_directory.clone(),
+                source,
+            }
+        })?,
         Arc::clone(&trigger_stats),
         |s: &TriggerStats| &s.mailbox,
     );

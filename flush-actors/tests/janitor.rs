@@ -33,7 +33,7 @@ fn start() -> Fixture {
     let layout = QueueLayout::new(dir.path(), &["deferred".to_string()], 1);
     let trigger_stats = Arc::new(TriggerStats::default());
     let trigger = Tracked::new(
-        trigger::start(layout.clone(), Arc::clone(&trigger_stats)),
+        trigger::start(layout.clone(), Arc::clone(&trigger_stats)).unwrap(),
         trigger_stats,
         |s: &TriggerStats| &s.mailbox,
     );

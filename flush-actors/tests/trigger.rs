@@ -62,7 +62,7 @@ impl TestQueue {
 
     fn start(&self) -> (Addr<QueueTrigger>, Arc<TriggerStats>) {
         let stats = Arc::new(TriggerStats::default());
-        let addr = trigger::start(self.layout.clone(), Arc::clone(&stats));
+        let addr = trigger::start(self.layout.clone(), Arc::clone(&stats)).unwrap();
         (addr, stats)
     }
 }

@@ -53,7 +53,7 @@ fn start_with(limits: WriterLimits, max_open: usize) -> Fixture {
     let layout = QueueLayout::new(dir.path(), &names, 1);
     let trigger_stats = Arc::new(TriggerStats::default());
     let trigger = Tracked::new(
-        trigger::start(layout.clone(), Arc::clone(&trigger_stats)),
+        trigger::start(layout.clone(), Arc::clone(&trigger_stats)).unwrap(),
         trigger_stats,
         |s: &TriggerStats| &s.mailbox,
     );

@@ -7,10 +7,12 @@
 //! on a worker thread, never on an arbiter that serves sockets.
 
 use super::layout::{QueueLayout, DEFERRED, INCOMING};
-use rustix::fs::{AtFlags, OFlags, Timespec, Timestamps, CWD};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, CWD};
 use std::fs::DirBuilder;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Owner read, write and execute: the queue file is complete ("ready").
@@ -44,6 +46,28 @@ pub enum DeliverOutcome {
     Failed(String),
 }
 
+/// The queue directory, opened once. Queue files are named relative to it
+/// (`deferred/A/ABC123`), as flush(8) names them from its working directory:
+/// each call then resolves three path components instead of the whole
+/// absolute path, which shows over the thousands of files of one delivery.
+#[derive(Debug)]
+pub struct QueueDir {
+    layout: QueueLayout,
+    fd: OwnedFd,
+}
+
+impl QueueDir {
+    /// Opens the queue directory of `layout`.
+    ///
+    /// # Errors
+    /// The directory cannot be opened.
+    pub fn open(layout: QueueLayout) -> io::Result<QueueDir> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(CWD, layout.root(), flags, Mode::empty())?;
+        Ok(QueueDir { layout, fd })
+    }
+}
+
 /// Schedules `queue_id` for delivery, exactly as flush(8) does: set its access
 /// and modification times to `now` (whole seconds) in `deferred/`, or else in
 /// `incoming/`; for [`DeliverMode::File`] set the unthrottle bit on a ready
@@ -55,7 +79,7 @@ pub enum DeliverOutcome {
 /// [`DeliverOutcome::Missing`], without a warning. An invalid queue ID is
 /// `Failed` and touches nothing.
 pub fn deliver_one(
-    layout: &QueueLayout,
+    queue_dir: &QueueDir,
     queue_id: &str,
     now: SystemTime,
     mode: DeliverMode,
@@ -72,11 +96,12 @@ pub fn deliver_one(
     let mut queue = DEFERRED;
     let mut failure = None;
     loop {
-        let path = layout.path(queue, queue_id);
-        match rustix::fs::utimensat(CWD, &path, &times, AtFlags::empty()) {
+        let path = queue_dir.layout.relative_path(queue, queue_id);
+        match rustix::fs::utimensat(&queue_dir.fd, &path, &times, AtFlags::empty()) {
             Ok(()) => break,
             Err(rustix::io::Errno::NOENT) => {}
             Err(e) => {
+                let path = queue_dir.layout.path(queue, queue_id);
                 let msg = format!("update {} time stamps: {e}", path.display());
                 log::warn!("{msg}");
                 failure = Some(msg);
@@ -89,7 +114,7 @@ pub fn deliver_one(
     }
 
     if mode == DeliverMode::File {
-        match unthrottle(layout, &mut queue, queue_id) {
+        match unthrottle(queue_dir, &mut queue, queue_id) {
             Ok(true) => {}
             Ok(false) => return DeliverOutcome::NotReady,
             Err(outcome) => return outcome,
@@ -99,7 +124,7 @@ pub fn deliver_one(
     if queue == INCOMING {
         return DeliverOutcome::AlreadyIncoming;
     }
-    match rename_to_incoming(layout, queue_id) {
+    match rename_to_incoming(queue_dir, queue_id) {
         Ok(()) => DeliverOutcome::Moved,
         // Gone between the time stamp and the rename: whoever took it (another
         // flush, the queue manager) is now responsible for it.
@@ -133,20 +158,26 @@ fn whole_seconds(now: SystemTime) -> Timestamps {
 ///
 /// `Ok(false)`: the file is not ready and must stay where it is.
 fn unthrottle(
-    layout: &QueueLayout,
+    queue_dir: &QueueDir,
     queue: &mut &'static str,
     queue_id: &str,
 ) -> Result<bool, DeliverOutcome> {
+    let layout = &queue_dir.layout;
     let file = loop {
-        let path = layout.path(queue, queue_id);
-        match crate::safe_open::open_existing_regular(&path, OFlags::RDWR) {
+        let path = layout.relative_path(queue, queue_id);
+        let opened = crate::safe_open::open_existing_regular_at(
+            &queue_dir.fd,
+            Path::new(&path),
+            OFlags::RDWR,
+        );
+        match opened {
             Ok(file) => break file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && *queue == DEFERRED => {
                 *queue = INCOMING;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(DeliverOutcome::Missing),
             Err(e) => {
-                let msg = format!("open {}: {e}", path.display());
+                let msg = format!("open {}: {e}", layout.path(queue, queue_id).display());
                 log::warn!("{msg}");
                 return Err(DeliverOutcome::Failed(msg));
             }
@@ -175,17 +206,19 @@ fn unthrottle(
 
 /// Moves a queue file from deferred/ to incoming/; if that fails, creates the
 /// missing directories of the target and tries once more.
-fn rename_to_incoming(layout: &QueueLayout, queue_id: &str) -> io::Result<()> {
-    let from = layout.path(DEFERRED, queue_id);
-    let to = layout.path(INCOMING, queue_id);
-    if std::fs::rename(&from, &to).is_ok() {
+fn rename_to_incoming(queue_dir: &QueueDir, queue_id: &str) -> io::Result<()> {
+    let layout = &queue_dir.layout;
+    let from = layout.relative_path(DEFERRED, queue_id);
+    let to = layout.relative_path(INCOMING, queue_id);
+    let rename = || rustix::fs::renameat(&queue_dir.fd, &from, &queue_dir.fd, &to);
+    if rename().is_ok() {
         return Ok(());
     }
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(layout.dir(INCOMING, queue_id))?;
-    std::fs::rename(&from, &to)
+    Ok(rename()?)
 }
 
 #[cfg(test)]
@@ -200,6 +233,7 @@ mod tests {
     struct Queue {
         _tmp: tempfile::TempDir,
         layout: QueueLayout,
+        dir: QueueDir,
     }
 
     fn queue() -> Queue {
@@ -208,7 +242,12 @@ mod tests {
             fs::create_dir(tmp.path().join(d)).unwrap();
         }
         let layout = QueueLayout::new(tmp.path(), &["deferred".to_string()], 1);
-        Queue { _tmp: tmp, layout }
+        let dir = QueueDir::open(layout.clone()).unwrap();
+        Queue {
+            _tmp: tmp,
+            layout,
+            dir,
+        }
     }
 
     fn put(q: &Queue, queue: &str, id: &str, mode: u32) {
@@ -230,7 +269,7 @@ mod tests {
     fn site_mode_moves_and_stamps_whole_seconds() {
         let q = queue();
         put(&q, DEFERRED, "ABC123", 0o700);
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::Site);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::Site);
         assert_eq!(out, DeliverOutcome::Moved);
         assert!(!q.layout.path(DEFERRED, "ABC123").exists());
         let meta = fs::metadata(q.layout.path(INCOMING, "ABC123")).unwrap();
@@ -246,7 +285,7 @@ mod tests {
     fn already_incoming_is_stamped_only() {
         let q = queue();
         put(&q, INCOMING, "ABC123", 0o700);
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::Site);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::Site);
         assert_eq!(out, DeliverOutcome::AlreadyIncoming);
         let meta = fs::metadata(q.layout.path(INCOMING, "ABC123")).unwrap();
         assert_eq!(meta.mtime(), 1_700_000_123);
@@ -255,9 +294,9 @@ mod tests {
     #[test]
     fn missing_is_silent() {
         let q = queue();
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::Site);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::Site);
         assert_eq!(out, DeliverOutcome::Missing);
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::File);
         assert_eq!(out, DeliverOutcome::Missing);
     }
 
@@ -269,7 +308,8 @@ mod tests {
         let from = layout.path(DEFERRED, "ABC123");
         fs::create_dir_all(from.parent().unwrap()).unwrap();
         fs::write(&from, b"x").unwrap();
-        let out = deliver_one(&layout, "ABC123", now(), DeliverMode::Site);
+        let dir = QueueDir::open(layout.clone()).unwrap();
+        let out = deliver_one(&dir, "ABC123", now(), DeliverMode::Site);
         assert_eq!(out, DeliverOutcome::Moved);
         let to = layout.path(INCOMING, "ABC123");
         assert!(to.ends_with("incoming/A/B/ABC123"), "{}", to.display());
@@ -281,12 +321,12 @@ mod tests {
     fn file_mode_sets_unthrottle_on_ready_files() {
         let q = queue();
         put(&q, DEFERRED, "ABC123", 0o700);
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::File);
         assert_eq!(out, DeliverOutcome::Moved);
         assert_eq!(mode_of(&q.layout.path(INCOMING, "ABC123")), 0o740);
 
         put(&q, INCOMING, "DEF456", 0o700);
-        let out = deliver_one(&q.layout, "DEF456", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "DEF456", now(), DeliverMode::File);
         assert_eq!(out, DeliverOutcome::AlreadyIncoming);
         assert_eq!(mode_of(&q.layout.path(INCOMING, "DEF456")), 0o740);
     }
@@ -295,7 +335,7 @@ mod tests {
     fn file_mode_leaves_unready_files_in_place() {
         let q = queue();
         put(&q, DEFERRED, "ABC123", 0o600);
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::File);
         assert_eq!(out, DeliverOutcome::NotReady);
         let path = q.layout.path(DEFERRED, "ABC123");
         assert_eq!(mode_of(&path), 0o600);
@@ -310,14 +350,14 @@ mod tests {
         let link = q.layout.path(DEFERRED, "ABC123");
         fs::create_dir_all(link.parent().unwrap()).unwrap();
         symlink(q.layout.path(INCOMING, "TARGET"), &link).unwrap();
-        let out = deliver_one(&q.layout, "ABC123", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "ABC123", now(), DeliverMode::File);
         assert!(matches!(out, DeliverOutcome::Failed(_)), "{out:?}");
         assert_eq!(mode_of(&q.layout.path(INCOMING, "TARGET")), 0o700);
 
         let hard = q.layout.path(DEFERRED, "DEF456");
         fs::create_dir_all(hard.parent().unwrap()).unwrap();
         fs::hard_link(q.layout.path(INCOMING, "TARGET"), &hard).unwrap();
-        let out = deliver_one(&q.layout, "DEF456", now(), DeliverMode::File);
+        let out = deliver_one(&q.dir, "DEF456", now(), DeliverMode::File);
         assert!(
             matches!(out, DeliverOutcome::Failed(ref m) if m.contains("hard links")),
             "{out:?}"
@@ -329,7 +369,7 @@ mod tests {
     fn bad_ids_touch_nothing() {
         let q = queue();
         for id in ["", "../x", "a/b", "a.b"] {
-            let out = deliver_one(&q.layout, id, now(), DeliverMode::Site);
+            let out = deliver_one(&q.dir, id, now(), DeliverMode::Site);
             assert!(matches!(out, DeliverOutcome::Failed(_)), "{id:?}: {out:?}");
         }
     }

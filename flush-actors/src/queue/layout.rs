@@ -64,11 +64,17 @@ impl QueueLayout {
         self.root.join(self.relative_dir(queue, queue_id))
     }
 
-    /// The path of `queue_id` in `queue`: `$root/deferred/A/ABC123`.
-    pub fn path(&self, queue: &str, queue_id: &str) -> PathBuf {
+    /// The path of `queue_id` in `queue`, relative to the queue directory:
+    /// `deferred/A/ABC123`.
+    pub fn relative_path(&self, queue: &str, queue_id: &str) -> String {
         let mut rel = self.relative_dir(queue, queue_id);
         rel.push_str(queue_id);
-        self.root.join(rel)
+        rel
+    }
+
+    /// The path of `queue_id` in `queue`: `$root/deferred/A/ABC123`.
+    pub fn path(&self, queue: &str, queue_id: &str) -> PathBuf {
+        self.root.join(self.relative_path(queue, queue_id))
     }
 
     /// The directory of the flush logs, `$root/flush`.
@@ -122,6 +128,7 @@ mod tests {
         assert!(l.is_hashed("Incoming"));
         assert!(!l.is_hashed("hold"));
         assert_eq!(l.relative_dir(INCOMING, "ABC123"), "incoming/A/B/");
+        assert_eq!(l.relative_path(INCOMING, "ABC123"), "incoming/A/B/ABC123");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod hash;
 pub mod layout;
 pub mod qmgr;
 
-pub use deliver::{deliver_one, DeliverMode, DeliverOutcome};
+pub use deliver::{deliver_one, DeliverMode, DeliverOutcome, QueueDir};
 pub use hash::hash_dirs;
 pub use layout::QueueLayout;
 pub use qmgr::{send_trigger, TRIGGER_FLUSH_DEAD, TRIGGER_SCAN_INCOMING, TRIGGER_TIMEOUT};

@@ -30,12 +30,15 @@ mod notifier;
 pub use messages::{MoveReport, MoveToIncoming, SendOneFile};
 pub use notifier::SCAN_COALESCE_WINDOW;
 
-use crate::queue::{deliver_one, DeliverMode, DeliverOutcome, QueueLayout, TRIGGER_FLUSH_DEAD};
+use crate::queue::{
+    deliver_one, DeliverMode, DeliverOutcome, QueueDir, QueueLayout, TRIGGER_FLUSH_DEAD,
+};
 use crate::stats::{Counter, Mailbox, Report};
 use crate::ActorError;
 use actix::{Actor, Addr, Handler, SyncArbiter, SyncContext};
 use notifier::{Qmgr, ScanRequests};
 use serde_json::Value;
+use std::io;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -100,7 +103,7 @@ impl Report for TriggerStats {
 
 /// One mover thread of the queue trigger.
 pub struct QueueTrigger {
-    layout: Arc<QueueLayout>,
+    queue_dir: Arc<QueueDir>,
     stats: Arc<TriggerStats>,
     qmgr: Arc<Qmgr>,
     scans: ScanRequests,
@@ -113,16 +116,19 @@ impl Actor for QueueTrigger {
 /// Starts the trigger: [`MOVER_THREADS`] mover threads and the notifier
 /// thread that sends the coalesced `I`s. Call it inside a running actix
 /// `System`. The threads end when the last address is dropped.
-pub fn start(layout: QueueLayout, stats: Arc<TriggerStats>) -> Addr<QueueTrigger> {
+///
+/// # Errors
+/// The queue directory cannot be opened.
+pub fn start(layout: QueueLayout, stats: Arc<TriggerStats>) -> io::Result<Addr<QueueTrigger>> {
     let qmgr = Arc::new(Qmgr::new(layout.qmgr_path(), Arc::clone(&stats)));
+    let queue_dir = Arc::new(QueueDir::open(layout)?);
     let scans = notifier::start_notifier(Arc::clone(&qmgr));
-    let layout = Arc::new(layout);
-    SyncArbiter::start(MOVER_THREADS, move || QueueTrigger {
-        layout: Arc::clone(&layout),
+    Ok(SyncArbiter::start(MOVER_THREADS, move || QueueTrigger {
+        queue_dir: Arc::clone(&queue_dir),
         stats: Arc::clone(&stats),
         qmgr: Arc::clone(&qmgr),
         scans: scans.clone(),
-    })
+    }))
 }
 
 impl QueueTrigger {
@@ -135,7 +141,7 @@ impl QueueTrigger {
         let now = SystemTime::now();
         let mut report = MoveReport::default();
         for id in ids {
-            let outcome = deliver_one(&self.layout, id, now, mode);
+            let outcome = deliver_one(&self.queue_dir, id, now, mode);
             self.stats.record(&outcome);
             report.record(&outcome);
         }
