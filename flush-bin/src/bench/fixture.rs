@@ -16,7 +16,7 @@
 //! access time is before the current second.
 
 use super::names;
-use rustix::fs::{AtFlags, Timestamps, CWD, UTIME_NOW};
+use rustix::fs::{AtFlags, Mode, OFlags, Timestamps, CWD, UTIME_NOW};
 use std::collections::HashSet;
 use std::fs::{self, File, FileTimes};
 use std::io;
@@ -220,7 +220,8 @@ impl Fixture {
 
     /// The file-system floor of a delivery: for each queue file, in log
     /// order, set its times to now and rename it to `incoming/`, as
-    /// `flush_one_file()` does, and nothing else. Returns the time taken.
+    /// `flush_one_file()` does, and nothing else; names relative to the
+    /// queue directory, as flush(8) uses them. Returns the time taken.
     ///
     /// # Errors
     /// The first failing `utimensat` or `rename`.
@@ -237,12 +238,19 @@ impl Fixture {
         };
         let paths: Vec<(PathBuf, PathBuf)> = self
             .queue_ids()
-            .map(|id| (deferred_path(queue, &id), queue.join("incoming").join(&id)))
+            .map(|id| {
+                (
+                    deferred_path(Path::new(""), &id),
+                    Path::new("incoming").join(&id),
+                )
+            })
             .collect();
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::openat(CWD, queue, flags, Mode::empty())?;
         let start = Instant::now();
         for (from, to) in &paths {
-            rustix::fs::utimensat(CWD, from, &now, AtFlags::empty())?;
-            fs::rename(from, to)?;
+            rustix::fs::utimensat(&dir, from, &now, AtFlags::empty())?;
+            rustix::fs::renameat(&dir, from, &dir, to)?;
         }
         Ok(start.elapsed())
     }
