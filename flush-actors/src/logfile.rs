@@ -16,8 +16,8 @@
 
 use compact_str::CompactString;
 use flush_proto::{validate_queue_id, MAX_QUEUE_ID_LEN};
+use foldhash::{HashSet, HashSetExt};
 use rustix::fs::{FlockOperation, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_NOW};
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};

@@ -38,9 +38,9 @@
 use super::table::{self, Table};
 use super::tokens::{read_logical_lines, Token, Tokens};
 use super::DomainError;
+use foldhash::HashMap;
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The most patterns a list may hold (table keys count one each).

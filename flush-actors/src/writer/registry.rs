@@ -27,9 +27,9 @@ use crate::trigger::{MoveReport, QueueTrigger, TriggerStats};
 use crate::ActorError;
 use actix::dev::channel::{channel, AddressReceiver};
 use actix::prelude::*;
+use foldhash::{HashMap, HashMapExt};
 use futures_util::future::join_all;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -427,8 +427,8 @@ struct SiteGroup {
 impl SiteGroup {
     /// Groups a batch's entries by site, in the order sites first appear.
     fn of(entries: Vec<(SitePath, String)>) -> Vec<SiteGroup> {
-        let mut index: HashMap<SitePath, usize> = HashMap::new();
-        let mut groups: Vec<SiteGroup> = Vec::new();
+        let mut index: HashMap<SitePath, usize> = HashMap::with_capacity(entries.len());
+        let mut groups: Vec<SiteGroup> = Vec::with_capacity(entries.len());
         for (position, (site, id)) in entries.into_iter().enumerate() {
             let slot = *index.entry(site.clone()).or_insert_with(|| {
                 groups.push(SiteGroup {
