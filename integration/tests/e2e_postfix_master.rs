@@ -20,7 +20,8 @@ use integration::daemon::{
     flushd_binary, postfix_request, postfix_wakeup, short_queue_id, LineClient,
 };
 use integration::postfix_lab::{
-    postfix_ids, require_postfix, wait_until, LabOptions, PostfixLab, LAB_DOMAIN,
+    etrn_and_wait_for_retry, postfix_ids, require_postfix, wait_until, LabOptions, PostfixLab,
+    LAB_DOMAIN,
 };
 
 /// `relay.test` as a logfile name.
@@ -129,18 +130,8 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
     assert!(!Path::new(&lab.queue_dir().join("public/flush.line")).exists());
 
     // ETRN: flushd moves the file to incoming/, the queue manager tries it
-    // again (with queue_run_delay at 3600s nothing else would), it is
-    // deferred and logged again.
-    let replies = lab
-        .smtp_session(&["EHLO lab.test", &format!("ETRN {LAB_DOMAIN}"), "QUIT"])
-        .expect("ETRN session");
-    assert!(replies[2].starts_with("250 Queuing started"), "{replies:?}");
-    assert!(
-        wait_until(WAIT, || lab.activations(&id) == 2
-            && lab.deferrals(&id) == 2),
-        "no new delivery attempt after ETRN; maillog:\n{}",
-        lab.maillog()
-    );
+    // again, it is deferred and logged again.
+    etrn_and_wait_for_retry(&lab, LAB_DOMAIN, &id, WAIT);
     wait_deferred_and_logged(&lab, &id);
 
     // ETRN for an ineligible destination: 459 from flushd's DENY.

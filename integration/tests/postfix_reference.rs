@@ -9,7 +9,9 @@ use std::time::Duration;
 use integration::daemon::{
     encode_attrs, postfix_raw, postfix_request, postfix_wakeup, short_queue_id,
 };
-use integration::postfix_lab::{require_postfix, wait_until, LabOptions, PostfixLab, LAB_DOMAIN};
+use integration::postfix_lab::{
+    etrn_and_wait_for_retry, require_postfix, wait_until, LabOptions, PostfixLab, LAB_DOMAIN,
+};
 
 /// `relay.test` as flush(8) names its logfile.
 const SITE_PATH: &str = "relay_test";
@@ -41,18 +43,9 @@ fn postfix_own_flush_serves_etrn_postqueue_and_raw_requests() {
     assert_eq!(lab.activations(&id), 1, "maillog:\n{}", lab.maillog());
 
     // ETRN: flush(8) moves the file from deferred/ to incoming/, the queue
-    // manager activates it again (with queue_run_delay at 3600s nothing else
-    // would), the delivery is deferred again and the ID logged again.
-    let replies = lab
-        .smtp_session(&["EHLO lab.test", &format!("ETRN {LAB_DOMAIN}"), "QUIT"])
-        .expect("ETRN session");
-    assert!(replies[2].starts_with("250 Queuing started"), "{replies:?}");
-    assert!(
-        wait_until(WAIT, || lab.activations(&id) == 2
-            && lab.deferrals(&id) == 2),
-        "no new delivery attempt after ETRN; maillog:\n{}",
-        lab.maillog()
-    );
+    // manager activates it again, the delivery is deferred again and the ID
+    // logged again.
+    etrn_and_wait_for_retry(&lab, LAB_DOMAIN, &id, WAIT);
     assert!(
         wait_until(WAIT, || lab.deferred_ids().contains(&id)
             && lab.flush_log(SITE_PATH).contains(&id)),
