@@ -165,7 +165,7 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     )
     .start();
 
-    let gateway_stats = Arc::new(GatewayStats::default());
+    let gateway_stats = Arc::new(GatewayStats::new(options.gateway_threads));
     let sections: Vec<(&'static str, Arc<dyn Report>)> = vec![
         ("gateway", gateway_stats.clone()),
         ("matcher", matcher_stats.clone()),

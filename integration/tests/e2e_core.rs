@@ -1160,8 +1160,18 @@ fn several_gateway_threads_serve_both_protocols_and_stop_cleanly() {
     );
     let stats = daemon.client().stats();
     let half = u64::from(CLIENTS / 2 * ADDS);
-    assert!(stats_u64(&stats, "gateway", "connections_total") > half);
+    let total = stats_u64(&stats, "gateway", "connections_total");
+    assert!(total > half);
     assert_eq!(request_count(&stats, "add", "OK"), 2 * half);
+    // Every thread served: with 900 connections racing for the shared
+    // listeners, a thread that never accepts is one that does not listen.
+    let by_thread: Vec<u64> = stats["gateway"]["accepted_by_thread"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    assert_eq!(by_thread.len(), 3, "{stats}");
+    assert!(by_thread.iter().all(|&n| n > 0), "{by_thread:?}");
+    assert_eq!(by_thread.iter().sum::<u64>(), total, "{stats}");
 
     // One more session left open: shutdown still finishes it and exits.
     let mut idle = daemon.client();

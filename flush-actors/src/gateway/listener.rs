@@ -208,11 +208,16 @@ impl Accepting {
     }
 }
 
-/// Accepts connections on `bound` until `limits.stop` is cancelled, each
-/// served on the current thread (a one-request task, or a session actor),
-/// at most as many at once (across every
-/// thread) as `limits.slots` has permits.
-pub async fn accept_loop<P: Protocol + Clone>(bound: Bound, protocol: P, limits: SessionLimits) {
+/// Accepts connections on `bound` for gateway thread `thread` until
+/// `limits.stop` is cancelled, each served on the current thread (a
+/// one-request task, or a session actor), at most as many at once (across
+/// every thread) as `limits.slots` has permits.
+pub async fn accept_loop<P: Protocol + Clone>(
+    thread: usize,
+    bound: Bound,
+    protocol: P,
+    limits: SessionLimits,
+) {
     let listener = match Accepting::new(bound) {
         Ok(listener) => listener,
         Err(e) => {
@@ -235,6 +240,7 @@ pub async fn accept_loop<P: Protocol + Clone>(bound: Bound, protocol: P, limits:
         match accepted {
             Ok(halves) => {
                 backoff = Duration::from_millis(10);
+                limits.stats.accepted_on(thread);
                 if P::ONE_REQUEST {
                     let serve =
                         one_request::serve(protocol.clone(), halves, limits.clone(), permit);

@@ -44,12 +44,29 @@ pub struct GatewayStats {
     pub connections_total: Counter,
     /// accept() failures.
     pub accept_errors: Counter,
+    /// Connections each gateway thread accepted: how the load spreads.
+    accepted_by_thread: Vec<Counter>,
     /// Requests by verb (plus one row for undecodable ones) and status.
     requests: [[Counter; 4]; Verb::ALL.len() + 1],
     session_ids: AtomicU64,
 }
 
 impl GatewayStats {
+    /// Counters for a gateway of `threads` threads.
+    pub fn new(threads: usize) -> GatewayStats {
+        GatewayStats {
+            accepted_by_thread: (0..threads.max(1)).map(|_| Counter::default()).collect(),
+            ..GatewayStats::default()
+        }
+    }
+
+    /// Counts a connection that gateway thread `thread` accepted.
+    pub fn accepted_on(&self, thread: usize) {
+        if let Some(counter) = self.accepted_by_thread.get(thread) {
+            counter.incr();
+        }
+    }
+
     /// Counts one answered request; `None` for a line that was not a request.
     pub fn count(&self, verb: Option<Verb>, status: Status) {
         let row = verb.map_or(Verb::ALL.len(), Verb::index);
@@ -97,6 +114,12 @@ impl Report for GatewayStats {
             self.connections_total.get().into(),
         );
         m.insert("accept_errors".into(), self.accept_errors.get().into());
+        let by_thread: Vec<Value> = self
+            .accepted_by_thread
+            .iter()
+            .map(|c| c.get().into())
+            .collect();
+        m.insert("accepted_by_thread".into(), by_thread.into());
         m.insert("requests".into(), requests);
         Value::Object(m)
     }
@@ -186,7 +209,7 @@ impl Gateway {
         let (services, max_line, limits) =
             (self.services.clone(), self.max_line, self.limits.clone());
         let started = thread.spawn_fn(move || {
-            actix_rt::spawn(serve_thread(listeners, services, max_line, limits));
+            actix_rt::spawn(serve_thread(n, listeners, services, max_line, limits));
         });
         if !started {
             log::error!("gateway thread {n} is gone");
@@ -202,8 +225,9 @@ impl Gateway {
     }
 }
 
-/// Runs one gateway thread: its services and an accept loop per listener.
+/// Runs gateway thread `n`: its services and an accept loop per listener.
 async fn serve_thread(
+    n: usize,
     listeners: Vec<Listener>,
     services: ServiceAddrs,
     max_line: usize,
@@ -219,13 +243,13 @@ async fn serve_thread(
                 shared: shared.clone(),
                 max_line,
             };
-            listener::accept_loop(bound, protocol, limits.clone()).boxed_local()
+            listener::accept_loop(n, bound, protocol, limits.clone()).boxed_local()
         }
         Listener::Postfix(bound) => {
             let protocol = PostfixProtocol {
                 shared: shared.clone(),
             };
-            listener::accept_loop(bound, protocol, limits.clone()).boxed_local()
+            listener::accept_loop(n, bound, protocol, limits.clone()).boxed_local()
         }
     });
     join_all(loops).await;
