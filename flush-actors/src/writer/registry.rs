@@ -190,7 +190,7 @@ impl WriterRegistry {
                     if let Some(unstarted) = routed.unstarted {
                         unstarted.start();
                     }
-                    sends.push(try_writer(&stats, Some(routed.writer), msg));
+                    sends.push(try_writer(&stats, routed.writer, msg));
                 }
                 let _ = tx.send(join_all(sends).await);
             })
@@ -279,7 +279,7 @@ impl Actor for WriterRegistry {
 /// and the message was not handled, so it must be routed again.
 async fn try_writer<M, T>(
     stats: &WriterStats,
-    writer: Option<Addr<LogWriter>>,
+    writer: Addr<LogWriter>,
     msg: M,
 ) -> Result<Option<T>, ActorError>
 where
@@ -287,9 +287,6 @@ where
     T: Send + 'static,
     LogWriter: Handler<M>,
 {
-    let Some(writer) = writer else {
-        return Err(ActorError::Worker("no writer arbiter"));
-    };
     stats.mailbox.queued();
     match writer.send(msg).await {
         Ok(result) => result.map(Some),
