@@ -6,8 +6,8 @@
 //! has its own batcher, and the connections it serves run on that thread, so
 //! the requests they decode in one turn of the thread are collected here and
 //! sent as one `MatchSites` and one `AppendBatch` when the turn ends (a local
-//! task that runs once the connections yield). Each request still gets its own reply, and an add only
-//! once its ID is in the file.
+//! task that runs once the connections yield). Each request still gets its
+//! own reply, and an add only once its ID is in the file.
 //!
 //! `send_site` travels the same way, so that a client that pipelines
 //! `add S X` then `send_site S` gets X delivered: a batch's deliveries start
