@@ -7,7 +7,7 @@
 //! so that a long pipelined burst is decoded in linear time. Postfix has no
 //! equivalent: its flush(8) speaks only the attribute lists of [`crate::attr`].
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{ProtoError, Reply, Request, Status};
@@ -213,6 +213,29 @@ impl Encoder<&Reply> for LineCodec {
     }
 }
 
+/// The reply as the bytes of its line, as [`encode_reply`] writes it; a
+/// reply without detail (most of them) is a static line, not an allocation.
+///
+/// ```
+/// use flush_proto::{line::reply_line, Reply, Status};
+///
+/// assert_eq!(&reply_line(&Reply::ok())[..], b"OK\n");
+/// assert_eq!(&reply_line(&Reply::new(Status::Bad, "no"))[..], b"BAD no\n");
+/// ```
+pub fn reply_line(reply: &Reply) -> Bytes {
+    if reply.detail.is_empty() {
+        return Bytes::from_static(match reply.status {
+            Status::Ok => b"OK\n",
+            Status::Fail => b"FAIL\n",
+            Status::Bad => b"BAD\n",
+            Status::Deny => b"DENY\n",
+        });
+    }
+    let mut out = BytesMut::new();
+    encode_reply(reply, &mut out);
+    out.freeze()
+}
+
 /// Writes `STATUS\n` or `STATUS detail\n`.
 ///
 /// [`Reply::new`] already keeps newlines out of the detail; a `Reply` built
@@ -380,6 +403,18 @@ mod tests {
     use super::*;
     use crate::request::{Add, SendFile, SendSite};
     use proptest::prelude::*;
+
+    #[test]
+    fn reply_lines_match_encode_reply() {
+        for status in Status::ALL {
+            for detail in ["", "3 queued"] {
+                let reply = Reply::new(status, detail);
+                let mut encoded = BytesMut::new();
+                encode_reply(&reply, &mut encoded);
+                assert_eq!(reply_line(&reply), encoded.freeze(), "{status} {detail:?}");
+            }
+        }
+    }
 
     /// Feeds `chunks` one after the other, then EOF, collecting every item.
     fn decode_chunks(codec: &mut LineCodec, chunks: &[&[u8]]) -> Vec<Result<Request, String>> {

@@ -7,8 +7,8 @@
 use super::services::Services;
 use super::GatewayStats;
 use bytes::{Bytes, BytesMut};
-use flush_proto::attr::{encode_status, PostfixItem, PostfixServerCodec};
-use flush_proto::line::{encode_reply, LineCodec};
+use flush_proto::attr::{encode_status, status_reply, PostfixItem, PostfixServerCodec};
+use flush_proto::line::{encode_reply, reply_line, LineCodec};
 use flush_proto::request::Verb;
 use flush_proto::{ProtoError, Reply, Request, Status};
 use futures_util::future::LocalBoxFuture;
@@ -95,9 +95,7 @@ impl Protocol for LineProtocol {
                     Reply::new(Status::Bad, reason)
                 }
             };
-            let mut out = BytesMut::new();
-            encode_reply(&reply, &mut out);
-            Some(out.freeze())
+            Some(reply_line(&reply))
         })
     }
 
@@ -159,9 +157,7 @@ impl Protocol for PostfixProtocol {
                     Status::Bad
                 }
             };
-            let mut out = BytesMut::new();
-            encode_status(&mut out, status);
-            Some(out.freeze())
+            Some(status_reply(status))
         })
     }
 

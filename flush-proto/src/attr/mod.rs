@@ -122,6 +122,22 @@ pub fn encode_status(dst: &mut BytesMut, status: Status) {
     encode_attrs(dst, &[(ATTR_STATUS, &code)]);
 }
 
+/// The server's reply to one request, as [`encode_status`] writes it: a
+/// static list per status, not an allocation per connection.
+///
+/// ```
+/// use flush_proto::{attr::status_reply, Status};
+/// assert_eq!(&status_reply(Status::Ok)[..], b"status\x000\x00\x00");
+/// ```
+pub fn status_reply(status: Status) -> Bytes {
+    Bytes::from_static(match status {
+        Status::Ok => b"status\x000\x00\x00",
+        Status::Fail => b"status\x004294967295\x00\x00",
+        Status::Bad => b"status\x003\x00\x00",
+        Status::Deny => b"status\x004\x00\x00",
+    })
+}
+
 /// Appends a client request as `flush_clnt.c` sends it: `request`, then
 /// `site` and/or `queue_id` in that order, in one list.
 ///
@@ -223,6 +239,7 @@ mod tests {
             let mut buf = BytesMut::new();
             encode_status(&mut buf, status);
             assert_eq!(&buf[..], want, "{status}");
+            assert_eq!(&status_reply(status)[..], want, "{status}");
         }
     }
 

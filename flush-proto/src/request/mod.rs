@@ -79,16 +79,12 @@ impl Verb {
     /// Looks a verb up by its line-protocol name, case-insensitively;
     /// `rfrsh` (Postfix's wire name) is a synonym of `refresh`.
     pub fn from_name(name: &str) -> Option<Verb> {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "add" => Some(Verb::Add),
-            "send_site" => Some(Verb::SendSite),
-            "send_file" => Some(Verb::SendFile),
-            "refresh" | "rfrsh" => Some(Verb::Refresh),
-            "purge" => Some(Verb::Purge),
-            "stats" => Some(Verb::Stats),
-            _ => None,
+        if name.eq_ignore_ascii_case("rfrsh") {
+            return Some(Verb::Refresh);
         }
+        Verb::ALL
+            .into_iter()
+            .find(|verb| name.eq_ignore_ascii_case(verb.as_str()))
     }
 }
 
@@ -124,21 +120,38 @@ impl Request {
     /// assert!(Request::parse_line("add relay.test").is_err());
     /// ```
     pub fn parse_line(line: &str) -> Result<Request, String> {
-        let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
+        let mut words = line.split(is_blank).filter(|w| !w.is_empty());
         let Some(verb_word) = words.next() else {
             return Err("empty request".to_string());
         };
         let Some(verb) = Verb::from_name(verb_word) else {
             return Err(format!("unknown request {}", printable(verb_word, 32)));
         };
-        let args: Vec<&str> = words.collect();
+        // No verb takes more than MAX_ARGS arguments: those fit on the stack,
+        // and only a request with too many collects them all (for its error).
+        let mut args = [""; MAX_ARGS];
+        let mut count = 0;
+        while let Some(word) = words.next() {
+            match args.get_mut(count) {
+                Some(slot) => *slot = word,
+                None => {
+                    let all: Vec<&str> = args.into_iter().chain([word]).chain(words).collect();
+                    return Request::parse_args(verb, &all);
+                }
+            }
+            count += 1;
+        }
+        Request::parse_args(verb, &args[..count])
+    }
+
+    fn parse_args(verb: Verb, args: &[&str]) -> Result<Request, String> {
         match verb {
-            Verb::Add => Add::parse(&args).map(Request::Add),
-            Verb::SendSite => SendSite::parse(&args).map(Request::SendSite),
-            Verb::SendFile => SendFile::parse(&args).map(Request::SendFile),
-            Verb::Refresh => Refresh::parse(&args).map(Request::Refresh),
-            Verb::Purge => Purge::parse(&args).map(Request::Purge),
-            Verb::Stats => Stats::parse(&args).map(Request::Stats),
+            Verb::Add => Add::parse(args).map(Request::Add),
+            Verb::SendSite => SendSite::parse(args).map(Request::SendSite),
+            Verb::SendFile => SendFile::parse(args).map(Request::SendFile),
+            Verb::Refresh => Refresh::parse(args).map(Request::Refresh),
+            Verb::Purge => Purge::parse(args).map(Request::Purge),
+            Verb::Stats => Stats::parse(args).map(Request::Stats),
         }
     }
 
@@ -153,6 +166,14 @@ impl Request {
             Request::Stats(r) => r.to_line(),
         }
     }
+}
+
+/// The most arguments any verb takes.
+const MAX_ARGS: usize = 2;
+
+/// What separates the words of a line-protocol request.
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 /// Checks that a verb got exactly `N` arguments.
@@ -207,6 +228,14 @@ mod tests {
         ] {
             assert!(Request::parse_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn too_many_arguments_are_all_counted() {
+        let err = Request::parse_line("add a B c d\te").expect_err("five arguments");
+        assert_eq!(err, "add takes 2 arguments, got 5");
+        let err = Request::parse_line("send_site a b").expect_err("two arguments");
+        assert_eq!(err, "send_site takes 1 argument, got 2");
     }
 
     #[test]
