@@ -33,10 +33,13 @@ enum Op {
     SendSite,
 }
 
+/// Where a request's reply goes.
+type Replier = oneshot::Sender<Reply>;
+
 struct Pending {
     site: String,
     op: Op,
-    reply: oneshot::Sender<Reply>,
+    reply: Replier,
 }
 
 /// Collects adds and send_sites for one turn of the gateway's thread.
@@ -98,24 +101,25 @@ impl AddBatcher {
         if batch.is_empty() {
             return;
         }
-        let sites = batch.iter().map(|p| p.site.clone()).collect();
+        let (sites, waiting): (Vec<String>, Vec<(Op, Replier)>) =
+            batch.into_iter().map(|p| (p.site, (p.op, p.reply))).unzip();
         let verdicts = match self.matcher.send(MatchSites { sites }).await {
-            Ok(verdicts) if verdicts.len() == batch.len() => verdicts,
-            Ok(_) => return fail_all(batch, "matcher answered a different batch"),
-            Err(e) => return fail_all(batch, &format!("matcher unavailable: {e}")),
+            Ok(verdicts) if verdicts.len() == waiting.len() => verdicts,
+            Ok(_) => return fail_all(waiting, "matcher answered a different batch"),
+            Err(e) => return fail_all(waiting, &format!("matcher unavailable: {e}")),
         };
-        let mut entries = Vec::new();
-        let mut appended = Vec::new();
-        let mut deliveries: Vec<(SitePath, oneshot::Sender<Reply>)> = Vec::new();
-        for (pending, verdict) in batch.into_iter().zip(verdicts) {
-            match (verdict, pending.op) {
+        let mut entries = Vec::with_capacity(waiting.len());
+        let mut appended = Vec::with_capacity(waiting.len());
+        let mut deliveries: Vec<(SitePath, Replier)> = Vec::new();
+        for ((op, reply), verdict) in waiting.into_iter().zip(verdicts) {
+            match (verdict, op) {
                 (Verdict::Eligible(path), Op::Add(queue_id)) => {
                     entries.push((path, queue_id));
-                    appended.push(pending.reply);
+                    appended.push(reply);
                 }
-                (Verdict::Eligible(path), Op::SendSite) => deliveries.push((path, pending.reply)),
+                (Verdict::Eligible(path), Op::SendSite) => deliveries.push((path, reply)),
                 (refused, _) => {
-                    let _ = pending.reply.send(super::services::refusal(refused));
+                    let _ = reply.send(super::services::refusal(refused));
                 }
             }
         }
@@ -140,7 +144,7 @@ impl AddBatcher {
     }
 
     /// Appends a batch's eligible IDs and answers their requests.
-    async fn append(&self, entries: Vec<(SitePath, String)>, replies: Vec<oneshot::Sender<Reply>>) {
+    async fn append(&self, entries: Vec<(SitePath, String)>, replies: Vec<Replier>) {
         match self.registry.send(AppendBatch::new(entries)).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -162,8 +166,8 @@ impl AddBatcher {
     }
 }
 
-fn fail_all(batch: Vec<Pending>, why: &str) {
-    for pending in batch {
-        let _ = pending.reply.send(Reply::new(Status::Fail, why));
+fn fail_all(waiting: Vec<(Op, Replier)>, why: &str) {
+    for (_, reply) in waiting {
+        let _ = reply.send(Reply::new(Status::Fail, why));
     }
 }

@@ -31,6 +31,9 @@ use tokio::sync::oneshot;
 /// be written as one batch.
 pub const WRITER_MAILBOX: usize = 4096;
 
+/// Largest pending-append buffers a writer keeps between batches.
+const KEPT_CAPACITY: usize = 16;
+
 type Responder<T> = oneshot::Sender<Result<T, ActorError>>;
 
 /// The open logfile, and whether it may stay open after the current operation.
@@ -44,8 +47,9 @@ pub struct LogWriter {
     site: SitePath,
     shared: Arc<WriterShared>,
     log: Option<OpenLog>,
-    /// Queue IDs received but not yet written, and who waits for them.
-    pending: Vec<String>,
+    /// Queue IDs received but not yet written (as they came, a message's
+    /// IDs each), and who waits for them.
+    pending: Vec<Arc<[String]>>,
     waiting: Vec<Responder<()>>,
     flush_scheduled: bool,
     /// A delivery holds the log's lock; appends wait in `pending`.
@@ -129,18 +133,20 @@ impl LogWriter {
         if self.delivering || self.waiting.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending);
-        let waiting = std::mem::take(&mut self.waiting);
-        let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let mut batch = std::mem::take(&mut self.pending);
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let mut ids: Vec<&str> = Vec::with_capacity(batch.iter().map(|ids| ids.len()).sum());
+        ids.extend(batch.iter().flat_map(|ids| ids.iter()).map(String::as_str));
         let stats = Arc::clone(&self.shared.stats);
         let result = self.open_log().and_then(|log| log.file.append(&ids));
+        drop(ids);
         match result {
             Ok(report) => {
                 stats.appends.add(report.written as u64);
                 stats.duplicates_skipped.add(report.skipped as u64);
                 stats.bytes_written.add(report.bytes as u64);
                 stats.write_batches.incr();
-                for tx in waiting {
+                for tx in waiting.drain(..) {
                     let _ = tx.send(Ok(()));
                 }
                 self.release_transient();
@@ -150,10 +156,17 @@ impl LogWriter {
                 stats.mailbox.error();
                 self.close_log();
                 let error = ActorError::io(format!("append to flush/{}", self.site), e);
-                for tx in waiting {
+                for tx in waiting.drain(..) {
                     let _ = tx.send(Err(error.clone()));
                 }
             }
+        }
+        // Keep the (now empty) buffers for the next batch unless a burst
+        // made them big: most writers see a message or two per batch.
+        batch.clear();
+        if batch.capacity() <= KEPT_CAPACITY && waiting.capacity() <= KEPT_CAPACITY {
+            self.pending = batch;
+            self.waiting = waiting;
         }
     }
 
@@ -290,7 +303,7 @@ impl Handler<AppendRecords> for LogWriter {
             return Box::pin(async { Ok(()) });
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.extend(msg.queue_ids);
+        self.pending.push(msg.queue_ids);
         self.waiting.push(tx);
         self.schedule_flush(ctx);
         Box::pin(async move {

@@ -4,6 +4,7 @@ use crate::domains::SitePath;
 use crate::trigger::MoveReport;
 use crate::ActorError;
 use actix::Message;
+use std::sync::Arc;
 
 /// Why a log is being delivered; it decides whether qmgr is told to forget
 /// dead destinations first (flush(8)'s `UNTHROTTLE_BEFORE` versus `REFRESH_ONLY`).
@@ -20,8 +21,9 @@ pub enum DeliverHow {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct AppendRecords {
-    /// Validated queue IDs.
-    pub queue_ids: Vec<String>,
+    /// Validated queue IDs, shared: the registry keeps them to route again
+    /// if the writer stops before it handles them.
+    pub queue_ids: Arc<[String]>,
 }
 
 /// Deliver everything this writer's log lists, then truncate it.

@@ -48,10 +48,14 @@ pub struct WriterRegistry {
     settings: Settings,
 }
 
+/// A writer's address, shared: cloning an `Addr` allocates (actix gives
+/// every sender its own parking state), an `Arc` clone does not.
+type WriterAddr = Arc<Addr<LogWriter>>;
+
 /// A live writer, the arbiter it runs on and when a message was last routed
 /// to it.
 struct Route {
-    writer: Addr<LogWriter>,
+    writer: WriterAddr,
     arbiter: usize,
     last_used: Instant,
 }
@@ -59,7 +63,7 @@ struct Route {
 /// Where a message goes: the writer, its arbiter, and the writer itself if
 /// it is new and still has to be started there.
 struct Routed {
-    writer: Addr<LogWriter>,
+    writer: WriterAddr,
     arbiter: usize,
     unstarted: Option<Unstarted>,
 }
@@ -134,7 +138,7 @@ impl WriterRegistry {
             if route.writer.connected() {
                 route.last_used = Instant::now();
                 return Some(Routed {
-                    writer: route.writer.clone(),
+                    writer: Arc::clone(&route.writer),
                     arbiter: route.arbiter,
                     unstarted: None,
                 });
@@ -149,10 +153,10 @@ impl WriterRegistry {
         site.hash(&mut hasher);
         let arbiter = hasher.finish() as usize % self.arbiters.len();
         let (sender, mailbox) = channel(WRITER_MAILBOX);
-        let writer = Addr::new(sender);
+        let writer = Arc::new(Addr::new(sender));
         self.stats().writers_started.incr();
         let route = Route {
-            writer: writer.clone(),
+            writer: Arc::clone(&writer),
             arbiter,
             last_used: Instant::now(),
         };
@@ -238,11 +242,11 @@ impl WriterRegistry {
     /// Takes the writers `retire` picks out of the map and tells them to
     /// retire, with one message per arbiter.
     fn retire_where(&mut self, retire: impl Fn(&Route) -> bool) {
-        let mut by_arbiter: Vec<Vec<Addr<LogWriter>>> = vec![Vec::new(); self.arbiters.len()];
+        let mut by_arbiter: Vec<Vec<WriterAddr>> = vec![Vec::new(); self.arbiters.len()];
         self.writers.retain(|_, route| {
             let go = retire(route);
             if let Some(retiring) = by_arbiter.get_mut(route.arbiter).filter(|_| go) {
-                retiring.push(route.writer.clone());
+                retiring.push(Arc::clone(&route.writer));
             }
             !go
         });
@@ -279,7 +283,7 @@ impl Actor for WriterRegistry {
 /// and the message was not handled, so it must be routed again.
 async fn try_writer<M, T>(
     stats: &WriterStats,
-    writer: Addr<LogWriter>,
+    writer: WriterAddr,
     msg: M,
 ) -> Result<Option<T>, ActorError>
 where
@@ -339,14 +343,14 @@ impl WriterRegistry {
         let mut results: Vec<Result<(), ActorError>> =
             vec![Err(ActorError::Worker("no writer answered")); total];
         let mut by_arbiter: Vec<ArbiterShare> = (0..self.arbiters.len())
-            .map(|_| ArbiterShare::default())
+            .map(|_| ArbiterShare::with_capacity(groups.len()))
             .collect();
         for group in groups {
             let routed = self.writer_for(&group.site, began);
             match routed.and_then(|r| Some((by_arbiter.get_mut(r.arbiter)?, r))) {
                 Some((share, routed)) => {
                     let append = AppendRecords {
-                        queue_ids: group.ids.clone(),
+                        queue_ids: Arc::clone(&group.ids),
                     };
                     share.work.push((routed, append));
                     share.groups.push(group);
@@ -390,7 +394,7 @@ impl WriterRegistry {
             if !again.is_empty() {
                 let positions: Vec<usize> =
                     again.iter().flat_map(|g| g.positions.clone()).collect();
-                let outcome = match msg.again(SiteGroup::entries(again)) {
+                let outcome = match msg.again(SiteGroup::entries(&again)) {
                     Ok(retry) => reroute(&registry, &stats, retry)
                         .await
                         .unwrap_or_else(|e| vec![Err(e); positions.len()]),
@@ -407,10 +411,19 @@ impl WriterRegistry {
 
 /// The part of a batch for the writers of one arbiter: the site groups and,
 /// in the same order, the message for each group's writer.
-#[derive(Default)]
 struct ArbiterShare {
     groups: Vec<SiteGroup>,
     work: Vec<(Routed, AppendRecords)>,
+}
+
+impl ArbiterShare {
+    /// Room for `groups` groups: sized once, not grown (and copied) per push.
+    fn with_capacity(groups: usize) -> ArbiterShare {
+        ArbiterShare {
+            groups: Vec::with_capacity(groups),
+            work: Vec::with_capacity(groups),
+        }
+    }
 }
 
 /// The entries of a batch that go to one site: where they stand in the batch
@@ -418,34 +431,39 @@ struct ArbiterShare {
 struct SiteGroup {
     site: SitePath,
     positions: Vec<usize>,
-    ids: Vec<String>,
+    ids: Arc<[String]>,
 }
 
 impl SiteGroup {
     /// Groups a batch's entries by site, in the order sites first appear.
     fn of(entries: Vec<(SitePath, String)>) -> Vec<SiteGroup> {
         let mut index: HashMap<SitePath, usize> = HashMap::with_capacity(entries.len());
-        let mut groups: Vec<SiteGroup> = Vec::with_capacity(entries.len());
+        let mut groups: Vec<(SitePath, Vec<usize>, Vec<String>)> =
+            Vec::with_capacity(entries.len());
         for (position, (site, id)) in entries.into_iter().enumerate() {
             let slot = *index.entry(site.clone()).or_insert_with(|| {
-                groups.push(SiteGroup {
-                    site,
-                    positions: Vec::new(),
-                    ids: Vec::new(),
-                });
+                groups.push((site, Vec::new(), Vec::new()));
                 groups.len() - 1
             });
-            groups[slot].positions.push(position);
-            groups[slot].ids.push(id);
+            groups[slot].1.push(position);
+            groups[slot].2.push(id);
         }
         groups
+            .into_iter()
+            .map(|(site, positions, ids)| SiteGroup {
+                site,
+                positions,
+                ids: ids.into(),
+            })
+            .collect()
     }
 
-    /// The groups as batch entries again, group after group.
-    fn entries(groups: Vec<SiteGroup>) -> Vec<(SitePath, String)> {
+    /// The groups as batch entries again, group after group (a copy of the
+    /// IDs: only a batch whose writers stopped under it comes this way).
+    fn entries(groups: &[SiteGroup]) -> Vec<(SitePath, String)> {
         groups
-            .into_iter()
-            .flat_map(|g| g.ids.into_iter().map(move |id| (g.site.clone(), id)))
+            .iter()
+            .flat_map(|g| g.ids.iter().map(|id| (g.site.clone(), id.clone())))
             .collect()
     }
 }
@@ -494,7 +512,7 @@ impl Handler<CloseAll> for WriterRegistry {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
-        let writers: Vec<Addr<LogWriter>> = self.writers.drain().map(|(_, r)| r.writer).collect();
+        let writers: Vec<WriterAddr> = self.writers.drain().map(|(_, r)| r.writer).collect();
         Box::pin(async move {
             for writer in writers {
                 let _ = writer.send(CloseLog).await;
@@ -521,7 +539,7 @@ mod tests {
         let groups = SiteGroup::of(entries.clone());
         let shape: Vec<(&str, &[usize], &[String])> = groups
             .iter()
-            .map(|g| (g.site.as_ref(), g.positions.as_slice(), g.ids.as_slice()))
+            .map(|g| (g.site.as_ref(), g.positions.as_slice(), &g.ids[..]))
             .collect();
         assert_eq!(
             shape,
@@ -534,7 +552,7 @@ mod tests {
                 ("a_example", &[1][..], &["ID2".to_string()][..]),
             ]
         );
-        let mut back = SiteGroup::entries(groups);
+        let mut back = SiteGroup::entries(&groups);
         back.sort();
         let mut expected = entries;
         expected.sort();
