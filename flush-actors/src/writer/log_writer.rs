@@ -295,21 +295,17 @@ impl Actor for LogWriter {
 }
 
 impl Handler<AppendRecords> for LogWriter {
-    type Result = ResponseFuture<Result<(), ActorError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: AppendRecords, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: AppendRecords, ctx: &mut Context<Self>) {
         self.shared.stats.mailbox.handled();
         if msg.queue_ids.is_empty() {
-            return Box::pin(async { Ok(()) });
+            let _ = msg.reply.send(Ok(()));
+            return;
         }
-        let (tx, rx) = oneshot::channel();
         self.pending.push(msg.queue_ids);
-        self.waiting.push(tx);
+        self.waiting.push(msg.reply);
         self.schedule_flush(ctx);
-        Box::pin(async move {
-            rx.await
-                .unwrap_or(Err(ActorError::Worker("log writer stopped")))
-        })
     }
 }
 

@@ -5,6 +5,7 @@ use crate::trigger::MoveReport;
 use crate::ActorError;
 use actix::Message;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// Why a log is being delivered; it decides whether qmgr is told to forget
 /// dead destinations first (flush(8)'s `UNTHROTTLE_BEFORE` versus `REFRESH_ONLY`).
@@ -16,14 +17,18 @@ pub enum DeliverHow {
     Refresh,
 }
 
-/// Append queue IDs to this writer's log. Answered once they are in the file
-/// (or were already there since the last delivery).
+/// Append queue IDs to this writer's log; `reply` is answered once they are
+/// in the file (or were already there since the last delivery). A writer
+/// answers every append it took before it stops: a reply channel dropped
+/// unanswered means the message was never handled.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorError>")]
+#[rtype(result = "()")]
 pub struct AppendRecords {
     /// Validated queue IDs, shared: the registry keeps them to route again
     /// if the writer stops before it handles them.
     pub queue_ids: Arc<[String]>,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<(), ActorError>>,
 }
 
 /// Deliver everything this writer's log lists, then truncate it.

@@ -6,9 +6,9 @@
 //! through here, so one timer and one map replace a timer per writer. It
 //! also keeps at most `max_writers` alive: past that, the least recently
 //! used quarter retires early, so that a burst of new sites costs a bounded
-//! amount of memory. A message that reaches a writer just as it stops comes
-//! back as `MailboxError::Closed` without having been handled; the registry
-//! then routes it again, to a new writer.
+//! amount of memory. A message that reaches a writer just as it stops is
+//! dropped unhandled (a closed mailbox, or an append's reply channel dropped
+//! unanswered); the registry then routes it again, to a new writer.
 //!
 //! Work for the writers leaves here in one message per writer arbiter, not
 //! one per writer: waking another thread is a system call, and a batch of
@@ -171,30 +171,25 @@ impl WriterRegistry {
         })
     }
 
-    /// Sends each message to its writer from the writers' arbiter, see the
-    /// module doc. An answer per message, in order; `Ok(None)` for a writer
+    /// Sends each piece of work to its writer from the writers' arbiter, see
+    /// the module doc. An answer per piece, in order; `Ok(None)` for a writer
     /// that had stopped.
-    fn send_on_arbiter<M, T>(
+    fn send_on_arbiter<W: WriterWork>(
         &self,
         arbiter: usize,
-        work: Vec<(Routed, M)>,
-    ) -> impl Future<Output = Vec<Result<Option<T>, ActorError>>>
-    where
-        M: Message<Result = Result<T, ActorError>> + Send + 'static,
-        T: Send + 'static,
-        LogWriter: Handler<M>,
-    {
+        work: Vec<(Routed, W)>,
+    ) -> impl Future<Output = Vec<Result<Option<W::Answer>, ActorError>>> {
         let count = work.len();
         let stats = Arc::clone(&self.settings.stats);
         let (tx, rx) = oneshot::channel();
         let spawned = self.arbiters.get(arbiter).is_some_and(|handle| {
             handle.spawn(async move {
                 let mut sends = Vec::with_capacity(work.len());
-                for (routed, msg) in work {
+                for (routed, work) in work {
                     if let Some(unstarted) = routed.unstarted {
                         unstarted.start();
                     }
-                    sends.push(try_writer(&stats, routed.writer, msg));
+                    sends.push(work.send_to(&stats, routed.writer));
                 }
                 let _ = tx.send(join_all(sends).await);
             })
@@ -279,28 +274,82 @@ impl Actor for WriterRegistry {
     }
 }
 
-/// Sends `msg` to a writer: `Ok(None)` when the writer had already stopped
-/// and the message was not handled, so it must be routed again.
-async fn try_writer<M, T>(
-    stats: &WriterStats,
-    writer: WriterAddr,
-    msg: M,
-) -> Result<Option<T>, ActorError>
-where
-    M: Message<Result = Result<T, ActorError>> + Send + 'static,
-    T: Send + 'static,
-    LogWriter: Handler<M>,
-{
-    stats.mailbox.queued();
-    match writer.send(msg).await {
-        Ok(result) => result.map(Some),
-        Err(MailboxError::Closed) => {
-            stats.mailbox.dropped();
-            Ok(None)
+/// Work the registry hands a writer, and how it gets there.
+trait WriterWork: Send + 'static {
+    /// What the writer answers when the work is done.
+    type Answer: Send + 'static;
+
+    /// Sends the work to `writer`: `Ok(None)` when the writer had already
+    /// stopped and the work was not done, so it must be routed again.
+    fn send_to(
+        self,
+        stats: &WriterStats,
+        writer: WriterAddr,
+    ) -> impl Future<Output = Result<Option<Self::Answer>, ActorError>> + Send;
+}
+
+/// A delivery goes as a plain actix request.
+impl WriterWork for DeliverLog {
+    type Answer = MoveReport;
+
+    fn send_to(
+        self,
+        stats: &WriterStats,
+        writer: WriterAddr,
+    ) -> impl Future<Output = Result<Option<MoveReport>, ActorError>> + Send {
+        stats.mailbox.queued();
+        async move {
+            match writer.send(self).await {
+                Ok(result) => result.map(Some),
+                Err(MailboxError::Closed) => {
+                    stats.mailbox.dropped();
+                    Ok(None)
+                }
+                Err(e) => {
+                    stats.mailbox.dropped();
+                    Err(e.into())
+                }
+            }
         }
-        Err(e) => {
-            stats.mailbox.dropped();
-            Err(e.into())
+    }
+}
+
+/// One site's queue IDs of a batch. They travel with the channel the writer
+/// answers on once they are written: an actix request would add a reply
+/// channel, a boxed future and a spawned task per message, and appends are
+/// the messages there are most of.
+struct Appends(Arc<[String]>);
+
+impl WriterWork for Appends {
+    type Answer = ();
+
+    fn send_to(
+        self,
+        stats: &WriterStats,
+        writer: WriterAddr,
+    ) -> impl Future<Output = Result<Option<()>, ActorError>> + Send {
+        stats.mailbox.queued();
+        let (reply, written) = oneshot::channel();
+        let msg = AppendRecords {
+            queue_ids: self.0,
+            reply,
+        };
+        async move {
+            let sent = match writer.try_send(msg) {
+                Ok(()) => true,
+                Err(SendError::Closed(_)) => false,
+                // A full mailbox: wait for room as `send` does.
+                Err(SendError::Full(msg)) => writer.send(msg).await.is_ok(),
+            };
+            // A writer answers everything it took before it stops, so a
+            // reply channel dropped unanswered means the work was not done.
+            match written.await {
+                Ok(result) if sent => result.map(Some),
+                _ => {
+                    stats.mailbox.dropped();
+                    Ok(None)
+                }
+            }
         }
     }
 }
@@ -349,9 +398,7 @@ impl WriterRegistry {
             let routed = self.writer_for(&group.site, began);
             match routed.and_then(|r| Some((by_arbiter.get_mut(r.arbiter)?, r))) {
                 Some((share, routed)) => {
-                    let append = AppendRecords {
-                        queue_ids: Arc::clone(&group.ids),
-                    };
+                    let append = Appends(Arc::clone(&group.ids));
                     share.work.push((routed, append));
                     share.groups.push(group);
                 }
@@ -413,7 +460,7 @@ impl WriterRegistry {
 /// in the same order, the message for each group's writer.
 struct ArbiterShare {
     groups: Vec<SiteGroup>,
-    work: Vec<(Routed, AppendRecords)>,
+    work: Vec<(Routed, Appends)>,
 }
 
 impl ArbiterShare {
@@ -527,6 +574,37 @@ mod tests {
 
     fn site(name: &str) -> SitePath {
         SitePath::from_file_name(name).expect("a valid site path")
+    }
+
+    fn ids(ids: &[&str]) -> Arc<[String]> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[actix::test]
+    async fn appends_to_a_closed_mailbox_come_back_to_be_routed_again() {
+        let stats = WriterStats::default();
+        let (sender, mailbox) = channel::<LogWriter>(WRITER_MAILBOX);
+        drop(mailbox);
+        let outcome = Appends(ids(&["A1"]))
+            .send_to(&stats, Arc::new(Addr::new(sender)))
+            .await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        assert_eq!(stats.mailbox.error_count(), 1);
+    }
+
+    #[actix::test]
+    async fn appends_dropped_unhandled_with_their_writer_come_back_too() {
+        let stats = WriterStats::default();
+        let (sender, mailbox) = channel::<LogWriter>(WRITER_MAILBOX);
+        let mut send =
+            Box::pin(Appends(ids(&["A1", "A2"])).send_to(&stats, Arc::new(Addr::new(sender))));
+        // Queued, waiting for an answer; then the writer goes away unhandled.
+        assert!(futures_util::poll!(&mut send).is_pending());
+        drop(mailbox);
+        let outcome = send.await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        assert_eq!(stats.mailbox.error_count(), 1);
+        assert_eq!(stats.mailbox.handled_count(), 0);
     }
 
     #[test]
