@@ -492,8 +492,9 @@ impl SiteGroup {
                 groups.push((site, Vec::new(), Vec::new()));
                 groups.len() - 1
             });
-            groups[slot].1.push(position);
-            groups[slot].2.push(id);
+            let (_, positions, ids) = &mut groups[slot];
+            positions.push(position);
+            ids.push(id);
         }
         groups
             .into_iter()

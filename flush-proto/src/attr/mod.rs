@@ -118,8 +118,7 @@ pub fn announcement() -> Bytes {
 /// assert_eq!(&buf[..], b"status\x004294967295\x00\x00");
 /// ```
 pub fn encode_status(dst: &mut BytesMut, status: Status) {
-    let code = status.postfix_code().to_string();
-    encode_attrs(dst, &[(ATTR_STATUS, &code)]);
+    dst.extend_from_slice(&status_reply(status));
 }
 
 /// The server's reply to one request, as [`encode_status`] writes it: a
