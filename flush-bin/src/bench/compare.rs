@@ -29,6 +29,7 @@
 //! comparison with an error.
 
 use super::adds::verify_adds;
+use super::append_floor::{self, append_floor};
 use super::fixture::{self, Fixture, FixtureKind};
 use super::flushd::{live_writers, FlushdProcess};
 use super::latency::millis;
@@ -174,6 +175,9 @@ struct Results {
     line_p99_ms: Pair,
     many_line_rate: Pair,
     many_postfix_rate: Pair,
+    /// The plain append loop at the add runs' S, and at the many-sites S.
+    append_floor_rate: Vec<f64>,
+    many_append_floor_rate: Vec<f64>,
     send_ms: Pair,
     floor_ms: Vec<f64>,
     purge_ms: Pair,
@@ -308,6 +312,15 @@ impl<'a> Runner<'a> {
                     let f = self.flushd_adds(Protocol::Line, s.line_adds, s.many_sites)?;
                     progress(round, &label, "flushd", &describe(&f));
                     r.many_line_rate.flushd.push(f.rate());
+                    for (sites, rates) in [
+                        (s.sites, &mut r.append_floor_rate),
+                        (s.many_sites, &mut r.many_append_floor_rate),
+                    ] {
+                        let rate = append_floor_rate(s.line_adds, sites, &self.options.domain)?;
+                        let side = format!("plain append loop, S={}", thousands(sites));
+                        progress(round, &label, &side, &format!("{rate:.0}/s"));
+                        rates.push(rate);
+                    }
                 }
                 for round in rounds {
                     let label = format!("add, Postfix protocol, S={}", s.many_sites);
@@ -573,6 +586,19 @@ fn floor(fixture: &Fixture) -> Result<Duration> {
     Ok(took)
 }
 
+/// The rate of the plain append loop over a fresh queue directory, with
+/// flushd's default number of logs kept open; checked like an add run.
+fn append_floor_rate(requests: u64, sites: u64, domain: &str) -> Result<f64> {
+    let root = scratch_dir("append-floor")?;
+    let queue = FlushdProcess::prepare_queue(root.path())?;
+    settle();
+    let keep_open = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS;
+    let took = append_floor(&queue, requests, sites, domain, keep_open)?;
+    verify_adds(&queue, requests, sites, domain)
+        .map_err(|e| anyhow::anyhow!("append loop incomplete: {e}"))?;
+    Ok(append_floor::rate(requests, took))
+}
+
 /// All replies OK and nothing failed.
 fn check_load(report: &LoadReport, requests: u64, side: &str) -> Result<()> {
     ensure!(
@@ -646,6 +672,7 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
     let sites = thousands(s.sites);
     let many = thousands(s.many_sites);
     let line_n = thousands(s.line_adds);
+    let kept = thousands(flush_actors::writer::DEFAULT_MAX_OPEN_LOGS as u64);
     let mut rows = vec![
         Row {
             workload: format!("add, Postfix protocol, C={c}, S={sites}, N={n}: requests/s"),
@@ -685,6 +712,15 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
             flushd: r.many_line_rate.flushd(),
             unit: Unit::Rate,
             goal: Goal::RatioAtLeast(0.8),
+        },
+        Row {
+            workload: format!(
+                "  same: the file system's part, a plain one-thread loop of locked appends ({kept} logs kept open) at S={many} (reference: the loop at S={sites})"
+            ),
+            reference: median(&r.append_floor_rate),
+            flushd: median(&r.many_append_floor_rate),
+            unit: Unit::Rate,
+            goal: Goal::Report,
         },
         Row {
             workload: format!("add, Postfix protocol, C={c}, S={many}, N={n}: requests/s"),

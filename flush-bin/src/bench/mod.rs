@@ -10,6 +10,7 @@
 //!   (`src/global/mail_command_client.c`), and pipelined line connections;
 //! - [`load`]: C concurrent clients sending N requests;
 //! - [`adds`]: the check that an add run put every ID in its log;
+//! - [`append_floor`]: the same appends in a plain loop, the file-system floor;
 //! - [`fixture`]: deferred queue files and logfiles to deliver, the check
 //!   that they were delivered, and the utime + rename floor;
 //! - [`qmgr`]: a FIFO at `public/qmgr` that is read and discarded;
@@ -18,6 +19,7 @@
 //! - [`table`]: medians, ratios and targets, as a Markdown table.
 
 pub mod adds;
+pub mod append_floor;
 pub mod compare;
 pub mod fixture;
 pub mod flushd;

@@ -6,10 +6,13 @@
 //! - `fixture` / `verify`: deferred queue files and logs to deliver, and the
 //!   check that they were;
 //! - `floor`: the utime + rename loop a delivery cannot beat;
+//! - `append-floor`: the locked appends of an add run in a plain loop;
 //! - `compare --postfix`: Postfix's flush(8) and flushd, alternately, one table.
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flush_bin::bench::adds::verify_adds;
+use flush_bin::bench::append_floor::{self, append_floor};
 use flush_bin::bench::compare::{self, CompareOptions, Workload};
 use flush_bin::bench::fixture::{Fixture, FixtureKind};
 use flush_bin::bench::flushd::sibling_flushd;
@@ -46,6 +49,8 @@ enum Command {
     Verify(FixtureArgs),
     /// Time a plain utime + rename loop over a fixture's files (the file-system floor).
     Floor(FixtureArgs),
+    /// Time the appends of an add run in a plain one-thread loop (the file-system floor of adds).
+    AppendFloor(AppendFloorArgs),
     /// Run the workloads on a private Postfix and on flushd, alternately, and print one table.
     Compare(CompareArgs),
 }
@@ -117,6 +122,25 @@ struct FixtureArgs {
     /// Queue files.
     #[arg(short = 'k', long, default_value_t = 10_000)]
     count: u64,
+    /// Parent domain of the sites.
+    #[arg(long, default_value = DEFAULT_DOMAIN)]
+    domain: String,
+}
+
+#[derive(Debug, Args)]
+struct AppendFloorArgs {
+    /// The queue directory (its flush/ must exist; start from empty logs).
+    #[arg(long, value_name = "DIR")]
+    queue: PathBuf,
+    /// Appends in all.
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    requests: u64,
+    /// Distinct sites (append i goes to site i mod S, as in `load`).
+    #[arg(short = 's', long, default_value_t = 1_000)]
+    sites: u64,
+    /// Logs kept open between appends (flushd's default --max-open-logs).
+    #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS)]
+    keep_open: usize,
     /// Parent domain of the sites.
     #[arg(long, default_value = DEFAULT_DOMAIN)]
     domain: String,
@@ -206,6 +230,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Floor(args) => {
             let took = fixture_of(&args)?.floor(&args.queue)?;
             println!("utime + rename of {} files: {}", args.count, millis(took));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AppendFloor(args) => {
+            let took = append_floor(
+                &args.queue,
+                args.requests,
+                args.sites,
+                &args.domain,
+                args.keep_open,
+            )?;
+            verify_adds(&args.queue, args.requests, args.sites, &args.domain)
+                .map_err(|e| anyhow::anyhow!("appends incomplete: {e}"))?;
+            println!(
+                "{} appends over {} sites ({} kept open): {}, {:.0}/s",
+                args.requests,
+                args.sites,
+                args.keep_open
+                    .min(usize::try_from(args.sites).unwrap_or(usize::MAX)),
+                millis(took),
+                append_floor::rate(args.requests, took)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare(args) => compare_command(args),
