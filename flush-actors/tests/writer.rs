@@ -327,3 +327,50 @@ async fn close_all_writes_everything_and_stops_the_writers() {
     assert_eq!(f.stats.live_writers.get(), 0);
     assert_eq!(log_lines(f.dir.path(), "close_test").len(), 50);
 }
+
+#[actix::test]
+async fn a_writer_in_the_middle_of_a_delivery_is_not_retired_under_it() {
+    let f = start_with_four_writers();
+    // Enough queue files that the delivery is still moving them (and its
+    // writer still holds the log's lock) when the appends below arrive.
+    let ids: Vec<String> = (0..3000).map(|i| format!("D{i:04X}")).collect();
+    for id in &ids {
+        defer(&f.layout, id);
+    }
+    let entries = ids
+        .iter()
+        .map(|id| (site("busy_test"), id.clone()))
+        .collect();
+    let written = f.registry.send(AppendBatch::new(entries)).await.unwrap();
+    assert!(written.iter().all(Result::is_ok));
+    let delivery = f
+        .registry
+        .send(DeliverFor::new(site("busy_test"), DeliverHow::SendSite));
+    // Four new sites: at four writers, the least recently used one, the
+    // delivering writer, would be the one to make room.
+    let others: Vec<_> = (0..4)
+        .map(|i| {
+            f.registry
+                .send(AppendFor::new(site(&format!("other{i}_test")), "O1"))
+        })
+        .collect();
+    // A writer of the same log beside the delivering one would wait for
+    // its lock on the thread the delivery needs to finish.
+    let late = f.registry.send(AppendFor::new(site("busy_test"), "L1"));
+    let limit = Duration::from_secs(20);
+    let report = actix_rt::time::timeout(limit, delivery)
+        .await
+        .expect("the delivery finished")
+        .unwrap()
+        .unwrap();
+    actix_rt::time::timeout(limit, late)
+        .await
+        .expect("the late append finished")
+        .unwrap()
+        .unwrap();
+    for other in others {
+        other.await.unwrap().unwrap();
+    }
+    assert_eq!(report.moved, 3000);
+    assert_eq!(log_lines(f.dir.path(), "busy_test"), ["L1"]);
+}

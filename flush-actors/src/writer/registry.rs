@@ -6,7 +6,11 @@
 //! through here, so one timer and one map replace a timer per writer. It
 //! also keeps at most `max_writers` alive: past that, the least recently
 //! used quarter retires early, so that a burst of new sites costs a bounded
-//! amount of memory. A message that reaches a writer just as it stops is
+//! amount of memory. A writer with a delivery in flight is never retired:
+//! it holds its log's lock across that delivery, and a second writer of the
+//! same log (same site, so same thread) would block that thread in `flock`
+//! waiting for a lock only the first one, on that very thread, can release.
+//! A message that reaches a writer just as it stops is
 //! dropped unhandled (a closed mailbox, or an append's reply channel dropped
 //! unanswered); the registry then routes it again, to a new writer.
 //!
@@ -52,12 +56,13 @@ pub struct WriterRegistry {
 /// every sender its own parking state), an `Arc` clone does not.
 type WriterAddr = Arc<Addr<LogWriter>>;
 
-/// A live writer, the arbiter it runs on and when a message was last routed
-/// to it.
+/// A live writer, the arbiter it runs on, when a message was last routed
+/// to it and how many deliveries routed to it are not answered yet.
 struct Route {
     writer: WriterAddr,
     arbiter: usize,
     last_used: Instant,
+    deliveries: usize,
 }
 
 /// Where a message goes: the writer, its arbiter, and the writer itself if
@@ -159,6 +164,7 @@ impl WriterRegistry {
             writer: Arc::clone(&writer),
             arbiter,
             last_used: Instant::now(),
+            deliveries: 0,
         };
         self.writers.insert(site.clone(), route);
         Some(Routed {
@@ -235,11 +241,12 @@ impl WriterRegistry {
     }
 
     /// Takes the writers `retire` picks out of the map and tells them to
-    /// retire, with one message per arbiter.
+    /// retire, with one message per arbiter; never one with a delivery in
+    /// flight (see the module doc).
     fn retire_where(&mut self, retire: impl Fn(&Route) -> bool) {
         let mut by_arbiter: Vec<Vec<WriterAddr>> = vec![Vec::new(); self.arbiters.len()];
         self.writers.retain(|_, route| {
-            let go = retire(route);
+            let go = route.deliveries == 0 && retire(route);
             if let Some(retiring) = by_arbiter.get_mut(route.arbiter).filter(|_| go) {
                 retiring.push(Arc::clone(&route.writer));
             }
@@ -516,25 +523,53 @@ impl SiteGroup {
     }
 }
 
+impl WriterRegistry {
+    /// Counts a delivery routed to `site`'s writer, which keeps it from
+    /// retiring until [`Self::delivery_answered`].
+    fn delivery_routed(&mut self, site: &SitePath) {
+        if let Some(route) = self.writers.get_mut(site) {
+            route.deliveries += 1;
+        }
+    }
+
+    /// Uncounts a delivery `writer` answered (or dropped), if `writer` is
+    /// still `site`'s.
+    fn delivery_answered(&mut self, site: &SitePath, writer: &WriterAddr) {
+        if let Some(route) = self.writers.get_mut(site) {
+            if Arc::ptr_eq(&route.writer, writer) {
+                route.deliveries = route.deliveries.saturating_sub(1);
+                route.last_used = Instant::now();
+            }
+        }
+    }
+}
+
 impl Handler<DeliverFor> for WriterRegistry {
-    type Result = ResponseFuture<Result<MoveReport, ActorError>>;
+    type Result = ResponseActFuture<Self, Result<MoveReport, ActorError>>;
 
     fn handle(&mut self, msg: DeliverFor, ctx: &mut Context<Self>) -> Self::Result {
         self.stats().registry.handled();
         let Some(routed) = self.writer_for(&msg.site, Instant::now()) else {
-            return Box::pin(async { Err(ActorError::Worker("no writer arbiter")) });
+            return Box::pin(fut::ready(Err(ActorError::Worker("no writer arbiter"))));
         };
         let arbiter = routed.arbiter;
+        let writer = Arc::clone(&routed.writer);
+        self.delivery_routed(&msg.site);
         let send = self.send_on_arbiter(arbiter, vec![(routed, DeliverLog { how: msg.how })]);
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
-        Box::pin(async move {
-            let answer = send.await.pop();
-            match answer.unwrap_or(Err(ActorError::Worker("no writer answered")))? {
-                Some(report) => Ok(report),
-                None => reroute(&registry, &stats, msg.retry()?).await?,
-            }
-        })
+        let answered = send.into_actor(self).map(move |mut answers, act, _| {
+            act.delivery_answered(&msg.site, &writer);
+            (msg, answers.pop())
+        });
+        Box::pin(answered.then(|(msg, answer), _, _| {
+            fut::wrap_future(async move {
+                match answer.unwrap_or(Err(ActorError::Worker("no writer answered")))? {
+                    Some(report) => Ok(report),
+                    None => reroute(&registry, &stats, msg.retry()?).await?,
+                }
+            })
+        }))
     }
 }
 
