@@ -31,11 +31,11 @@ use crate::trigger::{MoveReport, QueueTrigger, TriggerStats};
 use crate::ActorError;
 use actix::dev::channel::{channel, AddressReceiver};
 use actix::prelude::*;
+use foldhash::fast::FixedState;
 use foldhash::{HashMap, HashMapExt};
 use futures_util::future::join_all;
-use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,9 +154,8 @@ impl WriterRegistry {
         if self.arbiters.is_empty() {
             return None;
         }
-        let mut hasher = DefaultHasher::new();
-        site.hash(&mut hasher);
-        let arbiter = hasher.finish() as usize % self.arbiters.len();
+        // A fixed seed: all of one site's work goes to one thread, in order.
+        let arbiter = FixedState::default().hash_one(site) as usize % self.arbiters.len();
         let (sender, mailbox) = channel(WRITER_MAILBOX);
         let writer = Arc::new(Addr::new(sender));
         self.stats().writers_started.incr();
