@@ -5,8 +5,11 @@
 //! `flush_refresh_service()` in Postfix's `src/flush/flush.c`. Every append,
 //! delivery and removal holds an exclusive `flock` on the file, as flush(8)
 //! does (`myflock()` with `INTERNAL_LOCK`, which is `flock` on Linux), so a
-//! Postfix flush(8) may share the directory. Blocking calls: the LogWriter
-//! actor runs them on its own threads.
+//! Postfix flush(8) may share the directory. Appends and deliveries take the
+//! lock without waiting: a log locked elsewhere is a `WouldBlock` error, and
+//! the LogWriter tries again later, so one log held by someone else never
+//! stalls the thread that writes other logs. The other calls block briefly:
+//! the LogWriter actor runs them on its own threads.
 //!
 //! Unlike flush(8), a [`LogFile`] stays open between appends and remembers
 //! which IDs the log already holds, so it does not append an ID twice between
@@ -186,9 +189,10 @@ impl LogFile {
     /// a new log of the same name.
     ///
     /// # Errors
-    /// A delivery of this log is in progress (`WouldBlock`: append after it);
-    /// locking, reading or writing fails. After a failed write the log may
-    /// end in part of a line, as with flush(8).
+    /// A delivery of this log is in progress, or the log is locked elsewhere
+    /// (both `WouldBlock`: append later); locking, reading or writing fails.
+    /// After a failed write the log may end in part of a line, as with
+    /// flush(8).
     pub fn append(&mut self, ids: &[&str]) -> io::Result<AppendReport> {
         if self.delivery_in_progress() {
             return Err(io::Error::new(
@@ -277,7 +281,8 @@ impl LogFile {
     /// duplicates are skipped up to [`MAX_TRACKED_IDS`] distinct IDs.
     ///
     /// # Errors
-    /// A delivery is already in progress; locking or reading fails.
+    /// A delivery is already in progress, or the log is locked elsewhere
+    /// (both `WouldBlock`: deliver later); locking or reading fails.
     pub fn take_for_delivery(&mut self) -> io::Result<Delivery> {
         if self.delivery_in_progress() {
             return Err(io::Error::new(
@@ -391,12 +396,12 @@ impl LogFile {
         }
     }
 
-    /// Takes the lock on a log that is still linked: if a janitor removed
-    /// the file while we waited, re-open the name (creating a new log) and
-    /// lock that instead.
+    /// Takes the lock, without waiting, on a log that is still linked: if a
+    /// janitor removed the file before we locked it, re-open the name
+    /// (creating a new log) and lock that instead.
     fn lock_live(&mut self) -> io::Result<std::fs::Metadata> {
         for _ in 0..OPEN_ATTEMPTS {
-            rustix::fs::flock(&self.file, FlockOperation::LockExclusive)?;
+            try_lock(&self.file)?;
             let meta = match self.file.metadata() {
                 Ok(meta) => meta,
                 Err(e) => {
@@ -453,6 +458,19 @@ pub fn remove_if_stale_empty(
     }
     std::fs::remove_file(&path)?;
     Ok(true)
+}
+
+/// Takes a log's exclusive lock if it is free; `WouldBlock` if someone else
+/// holds it.
+fn try_lock(file: &File) -> io::Result<()> {
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the log is locked elsewhere",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whole seconds since the epoch (negative before it), as `time_t`.

@@ -45,6 +45,19 @@ fn start_with_four_writers() -> Fixture {
 }
 
 fn start_with(limits: WriterLimits, max_open: usize) -> Fixture {
+    start_with_threads(limits, max_open, 2)
+}
+
+/// A registry whose writers all run on one thread.
+fn start_on_one_thread() -> Fixture {
+    let limits = WriterLimits {
+        max_idle: Duration::from_secs(100),
+        max_writers: DEFAULT_MAX_WRITERS,
+    };
+    start_with_threads(limits, 10, 1)
+}
+
+fn start_with_threads(limits: WriterLimits, max_open: usize, threads: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     for d in ["deferred", "incoming", "flush", "public"] {
         fs::create_dir(dir.path().join(d)).unwrap();
@@ -57,7 +70,7 @@ fn start_with(limits: WriterLimits, max_open: usize) -> Fixture {
         trigger_stats,
         |s: &TriggerStats| &s.mailbox,
     );
-    let arbiters = vec![Arbiter::new(), Arbiter::new()];
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let stats = Arc::new(WriterStats::default());
     let registry = WriterRegistry::new(
         layout.flush_dir(),
@@ -373,4 +386,70 @@ async fn a_writer_in_the_middle_of_a_delivery_is_not_retired_under_it() {
     }
     assert_eq!(report.moved, 3000);
     assert_eq!(log_lines(f.dir.path(), "busy_test"), ["L1"]);
+}
+
+/// Takes `site`'s log's lock the way a Postfix flush(8) would.
+fn lock_elsewhere(dir: &Path, site: &str) -> fs::File {
+    let log = fs::File::open(dir.join("flush").join(site)).unwrap();
+    rustix::fs::flock(&log, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    log
+}
+
+#[actix::test]
+async fn a_log_locked_elsewhere_holds_up_only_its_own_work() {
+    let f = start_on_one_thread();
+    f.registry
+        .send(AppendFor::new(site("held_test"), "H0"))
+        .await
+        .unwrap()
+        .unwrap();
+    let log = lock_elsewhere(f.dir.path(), "held_test");
+    let held = f.registry.send(AppendFor::new(site("held_test"), "H1"));
+    // The only writer thread does not wait for that lock: another log's
+    // append, sent after, is written meanwhile.
+    let free = f.registry.send(AppendFor::new(site("free_test"), "F1"));
+    actix_rt::time::timeout(Duration::from_secs(5), free)
+        .await
+        .expect("another log's append was not held up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(log_lines(f.dir.path(), "free_test"), ["F1"]);
+    assert_eq!(log_lines(f.dir.path(), "held_test"), ["H0"]);
+    assert_eq!(f.stats.locked_elsewhere.get(), 1);
+    rustix::fs::flock(&log, rustix::fs::FlockOperation::Unlock).unwrap();
+    actix_rt::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held append was written once the lock was free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(log_lines(f.dir.path(), "held_test"), ["H0", "H1"]);
+}
+
+#[actix::test]
+async fn a_delivery_of_a_log_locked_elsewhere_runs_once_it_is_free() {
+    let f = start_on_one_thread();
+    for id in ["K1", "K2"] {
+        defer(&f.layout, id);
+        f.registry
+            .send(AppendFor::new(site("later_test"), id))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let log = lock_elsewhere(f.dir.path(), "later_test");
+    let mut delivery = Box::pin(
+        f.registry
+            .send(DeliverFor::new(site("later_test"), DeliverHow::SendSite)),
+    );
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert!(futures_util::poll!(&mut delivery).is_pending());
+    assert!(f.layout.path(DEFERRED, "K1").exists());
+    rustix::fs::flock(&log, rustix::fs::FlockOperation::Unlock).unwrap();
+    let report = actix_rt::time::timeout(Duration::from_secs(5), delivery)
+        .await
+        .expect("the delivery ran once the lock was free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.moved, 2);
+    assert!(log_lines(f.dir.path(), "later_test").is_empty());
 }

@@ -7,11 +7,15 @@
 //! open between requests while the writer holds an open-file slot.
 //!
 //! Writers run on dedicated arbiters that serve no sockets, so the short
-//! blocking calls of an append (`flock`, `write`) never stall a client
-//! session; the long part of a delivery (renaming thousands of queue files)
-//! runs on the queue trigger's worker threads while this writer holds the
-//! log's lock and keeps new appends waiting in memory, to be written after
-//! the truncation so that none is lost.
+//! blocking calls of an append (`write`) never stall a client session; the
+//! long part of a delivery (renaming thousands of queue files) runs on the
+//! queue trigger's worker threads while this writer holds the log's lock and
+//! keeps new appends waiting in memory, to be written after the truncation
+//! so that none is lost. A log locked by someone else (a Postfix flush(8)
+//! delivering it) is not waited for on the thread, which writes other logs
+//! too: the writer keeps its work and tries again after a pause that doubles
+//! up to [`LOCK_RETRY_MAX`], and answers it with an error once the log has
+//! stayed locked for [`LOCK_WAIT_LIMIT`].
 
 use super::budget::FileSlot;
 use super::messages::{AppendRecords, CloseLog, DeliverHow, DeliverLog, Retire};
@@ -24,7 +28,7 @@ use actix::prelude::*;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Mailbox capacity of a writer: large enough for a burst of pipelined adds to
@@ -33,6 +37,29 @@ pub const WRITER_MAILBOX: usize = 4096;
 
 /// Largest pending-append buffers a writer keeps between batches.
 const KEPT_CAPACITY: usize = 16;
+
+/// The first pause before trying a log that was locked elsewhere again.
+const LOCK_RETRY_FIRST: Duration = Duration::from_millis(1);
+/// The longest pause between two tries.
+pub const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
+/// How long work waits for a log that stays locked elsewhere before it is
+/// answered with an error (the queue IDs stay in `deferred/` regardless).
+pub const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether the work at hand got done or found the log locked elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Done,
+    LockedElsewhere,
+}
+
+/// Waiting for a log locked elsewhere: since when, the next pause, and
+/// whether a try is scheduled.
+struct LockWait {
+    since: Instant,
+    pause: Duration,
+    scheduled: bool,
+}
 
 type Responder<T> = oneshot::Sender<Result<T, ActorError>>;
 
@@ -56,6 +83,8 @@ pub struct LogWriter {
     delivering: bool,
     deliveries: VecDeque<(DeliverHow, Responder<MoveReport>)>,
     retiring: bool,
+    /// Set while the log is locked by someone else.
+    lock_wait: Option<LockWait>,
     /// Answered when the writer stops (shutdown waits on them).
     closers: Vec<oneshot::Sender<()>>,
 }
@@ -73,6 +102,7 @@ impl LogWriter {
             delivering: false,
             deliveries: VecDeque::new(),
             retiring: false,
+            lock_wait: None,
             closers: Vec::new(),
         }
     }
@@ -115,23 +145,95 @@ impl LogWriter {
         }
     }
 
-    /// Runs [`Self::write_pending`] once the mailbox is drained, so that all
-    /// appends that arrived together share one write.
+    /// Runs [`Self::work`] once the mailbox is drained, so that all appends
+    /// that arrived together share one write. While a try at a log locked
+    /// elsewhere is scheduled, that try takes them along.
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
-        if !self.flush_scheduled {
+        let retry_scheduled = self.lock_wait.as_ref().is_some_and(|w| w.scheduled);
+        if !self.flush_scheduled && !retry_scheduled {
             self.flush_scheduled = true;
             ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
                 act.flush_scheduled = false;
-                act.write_pending();
-                act.after_work(ctx);
+                act.work(ctx);
             }));
         }
     }
 
-    /// Writes every pending append with one `write`, then answers them.
-    fn write_pending(&mut self) {
-        if self.delivering || self.waiting.is_empty() {
+    /// Writes the pending appends and starts the queued deliveries; if the
+    /// log is locked elsewhere, tries again later.
+    fn work(&mut self, ctx: &mut Context<Self>) {
+        let progress = match self.write_pending() {
+            Progress::Done => self.pump_deliveries(ctx),
+            locked => locked,
+        };
+        match progress {
+            Progress::Done => self.lock_wait = None,
+            Progress::LockedElsewhere => self.wait_for_lock(ctx),
+        }
+        self.after_work(ctx);
+    }
+
+    /// Schedules the next try at a log locked elsewhere, or gives up on the
+    /// work waiting for it after [`LOCK_WAIT_LIMIT`].
+    fn wait_for_lock(&mut self, ctx: &mut Context<Self>) {
+        if self.lock_wait.is_none() {
+            self.shared.stats.locked_elsewhere.incr();
+        }
+        let wait = self.lock_wait.get_or_insert_with(|| LockWait {
+            since: Instant::now(),
+            pause: LOCK_RETRY_FIRST,
+            scheduled: false,
+        });
+        if wait.since.elapsed() >= LOCK_WAIT_LIMIT {
+            self.lock_wait = None;
+            self.give_up_waiting();
             return;
+        }
+        if wait.scheduled {
+            return;
+        }
+        wait.scheduled = true;
+        let pause = wait.pause;
+        wait.pause = (pause * 2).min(LOCK_RETRY_MAX);
+        ctx.run_later(pause, |act, ctx| {
+            if let Some(wait) = act.lock_wait.as_mut() {
+                wait.scheduled = false;
+            }
+            act.work(ctx);
+        });
+    }
+
+    /// Answers the appends and deliveries that waited [`LOCK_WAIT_LIMIT`] for
+    /// the log with an error.
+    fn give_up_waiting(&mut self) {
+        log::warn!(
+            "flush/{} stayed locked by someone else for {LOCK_WAIT_LIMIT:?}; answering the {} appends and {} deliveries waiting for it with an error",
+            self.site,
+            self.waiting.len(),
+            self.deliveries.len()
+        );
+        self.shared.stats.mailbox.error();
+        let error = || {
+            ActorError::io(
+                format!("lock flush/{}", self.site),
+                io::Error::new(io::ErrorKind::WouldBlock, "the log stayed locked elsewhere"),
+            )
+        };
+        self.pending.clear();
+        for tx in self.waiting.drain(..) {
+            let _ = tx.send(Err(error()));
+        }
+        for (_, tx) in self.deliveries.drain(..) {
+            let _ = tx.send(Err(error()));
+        }
+        self.release_transient();
+    }
+
+    /// Writes every pending append with one `write`, then answers them;
+    /// keeps them all if the log is locked elsewhere.
+    fn write_pending(&mut self) -> Progress {
+        if self.delivering || self.waiting.is_empty() {
+            return Progress::Done;
         }
         let mut batch = std::mem::take(&mut self.pending);
         let mut waiting = std::mem::take(&mut self.waiting);
@@ -141,6 +243,12 @@ impl LogWriter {
         let result = self.open_log().and_then(|log| log.file.append(&ids));
         drop(ids);
         match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.pending = batch;
+                self.waiting = waiting;
+                self.release_transient();
+                return Progress::LockedElsewhere;
+            }
             Ok(report) => {
                 stats.appends.add(report.written as u64);
                 stats.duplicates_skipped.add(report.skipped as u64);
@@ -168,20 +276,29 @@ impl LogWriter {
             self.pending = batch;
             self.waiting = waiting;
         }
+        Progress::Done
     }
 
     /// Starts the next queued delivery unless one is running.
-    fn pump_deliveries(&mut self, ctx: &mut Context<Self>) {
+    fn pump_deliveries(&mut self, ctx: &mut Context<Self>) -> Progress {
         while !self.delivering {
             let Some((how, tx)) = self.deliveries.pop_front() else {
-                return;
+                return Progress::Done;
             };
             // Appends that arrived before this request belong in what it delivers.
-            self.write_pending();
+            if self.write_pending() == Progress::LockedElsewhere {
+                self.deliveries.push_front((how, tx));
+                return Progress::LockedElsewhere;
+            }
             match self.begin_delivery() {
                 Ok(Some(delivery)) => self.run_delivery(how, delivery, tx, ctx),
                 Ok(None) => {
                     let _ = tx.send(Ok(MoveReport::default()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.deliveries.push_front((how, tx));
+                    self.release_transient();
+                    return Progress::LockedElsewhere;
                 }
                 Err(e) => {
                     log::warn!("deliver flush/{}: {e}", self.site);
@@ -191,6 +308,7 @@ impl LogWriter {
                 }
             }
         }
+        Progress::Done
     }
 
     /// Locks and reads the log; `None` when there is no log (nothing to deliver).
@@ -256,9 +374,7 @@ impl LogWriter {
             }
             let _ = tx.send(result);
             act.release_transient();
-            act.write_pending();
-            act.pump_deliveries(ctx);
-            act.after_work(ctx);
+            act.work(ctx);
         }));
     }
 
@@ -316,7 +432,7 @@ impl Handler<DeliverLog> for LogWriter {
         self.shared.stats.mailbox.handled();
         let (tx, rx) = oneshot::channel();
         self.deliveries.push_back((msg.how, tx));
-        self.pump_deliveries(ctx);
+        self.work(ctx);
         Box::pin(async move {
             rx.await
                 .unwrap_or(Err(ActorError::Worker("log writer stopped")))
@@ -342,9 +458,8 @@ impl Handler<CloseLog> for LogWriter {
     fn handle(&mut self, _: CloseLog, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.closers.push(tx);
-        self.write_pending();
         self.retiring = true;
-        self.after_work(ctx);
+        self.work(ctx);
         Box::pin(async move {
             let _ = rx.await;
         })

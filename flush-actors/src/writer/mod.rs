@@ -61,6 +61,9 @@ pub struct WriterStats {
     pub bytes_written: Counter,
     /// Logfiles open now.
     pub open_files: Gauge,
+    /// Times a log was found locked by someone else (a Postfix flush(8), a
+    /// janitor): the work waited and tried again.
+    pub locked_elsewhere: Counter,
 }
 
 impl Report for WriterStats {
@@ -78,6 +81,10 @@ impl Report for WriterStats {
         m.insert("deliveries".into(), self.deliveries.get().into());
         m.insert("bytes_written".into(), self.bytes_written.get().into());
         m.insert("open_files".into(), self.open_files.get().into());
+        m.insert(
+            "locked_elsewhere".into(),
+            self.locked_elsewhere.get().into(),
+        );
         m.insert("registry".into(), Value::Object(self.registry.to_json()));
         Value::Object(m)
     }

@@ -8,8 +8,9 @@
 //! used quarter retires early, so that a burst of new sites costs a bounded
 //! amount of memory. A writer with a delivery in flight is never retired:
 //! it holds its log's lock across that delivery, and a second writer of the
-//! same log (same site, so same thread) would block that thread in `flock`
-//! waiting for a lock only the first one, on that very thread, can release.
+//! same log would only find the log locked and keep trying until it ends
+//! (when locks were waited for, it blocked the thread the first one needed
+//! to finish).
 //! A message that reaches a writer just as it stops is
 //! dropped unhandled (a closed mailbox, or an append's reply channel dropped
 //! unanswered); the registry then routes it again, to a new writer.
