@@ -13,7 +13,7 @@
 //! Postfix bounds its strings by `line_length_limit`; we use our own, much
 //! smaller limits, because no flush request needs more.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{ProtoError, Request, Status};
 
@@ -188,26 +188,44 @@ struct StringReader {
 }
 
 impl StringReader {
-    /// The next string (without its NUL), or `None` until its NUL arrives.
+    /// The next string (without its NUL), taken off the buffer, or `None`
+    /// until its NUL arrives.
     ///
     /// # Errors
-    /// [`ProtoError::Attr`] with `too_long` once more than `max` bytes came
-    /// without a NUL: we never buffer more than `max + 1` bytes of one string.
+    /// As [`StringReader::next_len`].
     fn next(
         &mut self,
         src: &mut BytesMut,
         max: usize,
         too_long: &'static str,
     ) -> Result<Option<BytesMut>, ProtoError> {
+        Ok(self.next_len(src, max, too_long)?.map(|len| {
+            let mut string = src.split_to(len + 1);
+            string.truncate(len);
+            string
+        }))
+    }
+
+    /// The length of the next string, which is `src[..len]` with its NUL at
+    /// `src[len]`, or `None` until its NUL arrives. The string stays in
+    /// `src`: read it in place, then [`skip_string`] it, which costs no
+    /// allocation (splitting a `BytesMut` does, the first time).
+    ///
+    /// # Errors
+    /// [`ProtoError::Attr`] with `too_long` once more than `max` bytes came
+    /// without a NUL: we never buffer more than `max + 1` bytes of one string.
+    fn next_len(
+        &mut self,
+        src: &[u8],
+        max: usize,
+        too_long: &'static str,
+    ) -> Result<Option<usize>, ProtoError> {
         let window = src.len().min(max.saturating_add(1));
         let start = self.searched.min(window);
         match src[start..window].iter().position(|&b| b == 0) {
             Some(offset) => {
-                let nul = start + offset;
                 self.searched = 0;
-                let mut string = src.split_to(nul + 1);
-                string.truncate(nul);
-                Ok(Some(string))
+                Ok(Some(start + offset))
             }
             None if window > max => Err(ProtoError::Attr(too_long)),
             None => {
@@ -216,6 +234,11 @@ impl StringReader {
             }
         }
     }
+}
+
+/// Drops a string of `len` bytes and its NUL off the front of `src`.
+fn skip_string(src: &mut BytesMut, len: usize) {
+    src.advance(len + 1);
 }
 
 const NAME_TOO_LONG: &str = "attribute name longer than 64 bytes";
@@ -303,5 +326,19 @@ mod tests {
         ));
         let mut buf = BytesMut::from(&b"\0"[..]);
         assert_eq!(&reader.next(&mut buf, 0, "long").unwrap().unwrap()[..], b"");
+    }
+
+    #[test]
+    fn a_string_read_in_place_stays_until_skipped() {
+        let mut reader = StringReader::default();
+        let mut buf = BytesMut::from(&b"site\0relay.test\0"[..]);
+        assert_eq!(reader.next_len(&buf, 64, "long").unwrap(), Some(4));
+        assert_eq!(&buf[..4], b"site");
+        assert_eq!(buf.len(), 16, "nothing taken off yet");
+        skip_string(&mut buf, 4);
+        assert_eq!(reader.next_len(&buf, 64, "long").unwrap(), Some(10));
+        skip_string(&mut buf, 10);
+        assert!(buf.is_empty());
+        assert_eq!(reader.next_len(&buf, 64, "long").unwrap(), None);
     }
 }

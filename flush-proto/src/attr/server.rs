@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    announcement, encode_status, StringReader, ATTR_QUEUE_ID, ATTR_REQUEST, ATTR_SITE,
+    announcement, encode_status, skip_string, StringReader, ATTR_QUEUE_ID, ATTR_REQUEST, ATTR_SITE,
     MAX_ATTR_NAME, MAX_ATTR_VALUE, NAME_TOO_LONG, VALUE_TOO_LONG,
 };
 use crate::request::{printable, Add, Purge, Refresh, SendFile, SendSite};
@@ -147,7 +147,7 @@ pub struct PostfixServerCodec {
     stage: Stage,
     reader: StringReader,
     /// Values of the wanted attributes received so far (at most two).
-    values: Vec<BytesMut>,
+    values: Vec<Vec<u8>>,
 }
 
 impl PostfixServerCodec {
@@ -171,7 +171,7 @@ impl PostfixServerCodec {
     /// `attr_scan()` has returned.
     fn build(&mut self, kind: WithArgs, warnings: Vec<String>) -> PostfixItem {
         let values = std::mem::take(&mut self.values);
-        match request_from(kind, &values) {
+        match request_from(kind, values) {
             Ok(request) => PostfixItem::Request { request, warnings },
             Err(reason) => PostfixItem::Bad(reason),
         }
@@ -179,16 +179,22 @@ impl PostfixServerCodec {
 }
 
 /// The request of `kind` from the values of its wanted attributes, in order.
-fn request_from(kind: WithArgs, values: &[BytesMut]) -> Result<Request, String> {
-    match (kind, values) {
-        (WithArgs::Add, [site, id]) => {
-            Ok(Request::Add(Add::new(site_string(site)?, queue_id(id)?)))
+fn request_from(kind: WithArgs, values: Vec<Vec<u8>>) -> Result<Request, String> {
+    let mut values = values.into_iter();
+    // The stages only get here with every wanted value present.
+    let mut value = || {
+        values
+            .next()
+            .ok_or_else(|| "internal error: wrong attribute count".to_string())
+    };
+    Ok(match kind {
+        WithArgs::Add => {
+            let site = site_string(value()?)?;
+            Request::Add(Add::new(site, queue_id(value()?)?))
         }
-        (WithArgs::SendSite, [site]) => Ok(Request::SendSite(SendSite::new(site_string(site)?))),
-        (WithArgs::SendFile, [id]) => Ok(Request::SendFile(SendFile::new(queue_id(id)?))),
-        // The stages only get here with every wanted value present.
-        _ => Err("internal error: wrong attribute count".to_string()),
-    }
+        WithArgs::SendSite => Request::SendSite(SendSite::new(site_string(value()?)?)),
+        WithArgs::SendFile => Request::SendFile(SendFile::new(queue_id(value()?)?)),
+    })
 }
 
 impl Default for PostfixServerCodec {
@@ -202,14 +208,14 @@ fn shown(bytes: &[u8]) -> String {
     format!("\"{}\"", printable(&String::from_utf8_lossy(bytes), 64))
 }
 
-fn site_string(bytes: &[u8]) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| "site is not UTF-8".to_string())
+fn site_string(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|_| "site is not UTF-8".to_string())
 }
 
-fn queue_id(bytes: &[u8]) -> Result<String, String> {
-    let id = std::str::from_utf8(bytes).map_err(|_| "queue ID is not UTF-8".to_string())?;
-    validate_queue_id(id).map_err(|why| format!("{why}: {}", shown(bytes)))?;
-    Ok(id.to_string())
+fn queue_id(bytes: Vec<u8>) -> Result<String, String> {
+    let id = String::from_utf8(bytes).map_err(|_| "queue ID is not UTF-8".to_string())?;
+    validate_queue_id(&id).map_err(|why| format!("{why}: {}", shown(id.as_bytes())))?;
+    Ok(id)
 }
 
 impl Decoder for PostfixServerCodec {
@@ -224,30 +230,34 @@ impl Decoder for PostfixServerCodec {
                     return Ok(None);
                 }
                 Stage::First => {
-                    let Some(first) = self.reader.next(src, MAX_ATTR_NAME, NAME_TOO_LONG)? else {
+                    let Some(len) = self.reader.next_len(src, MAX_ATTR_NAME, NAME_TOO_LONG)? else {
                         return Ok(None);
                     };
-                    if &first[..] == ATTR_REQUEST.as_bytes() {
+                    let first = &src[..len];
+                    if first == ATTR_REQUEST.as_bytes() {
+                        skip_string(src, len);
                         self.stage = Stage::RequestValue;
                     } else if first.len() <= 1 {
-                        let trigger = String::from_utf8_lossy(&first).into_owned();
+                        let trigger = String::from_utf8_lossy(first).into_owned();
                         return self.finish(PostfixItem::Trigger(trigger));
                     } else {
                         return self.finish(PostfixItem::Bad(format!(
                             "unexpected attribute {} (expecting {ATTR_REQUEST})",
-                            shown(&first)
+                            shown(first)
                         )));
                     }
                 }
                 Stage::RequestValue => {
-                    let Some(name) = self.reader.next(src, MAX_ATTR_VALUE, VALUE_TOO_LONG)? else {
+                    let Some(len) = self.reader.next_len(src, MAX_ATTR_VALUE, VALUE_TOO_LONG)?
+                    else {
                         return Ok(None);
                     };
+                    let name = &src[..len];
                     let plain = |request| PostfixItem::Request {
                         request,
                         warnings: Vec::new(),
                     };
-                    self.stage = match &name[..] {
+                    self.stage = match name {
                         b"add" => Stage::Name(WithArgs::Add),
                         b"send_site" => Stage::Name(WithArgs::SendSite),
                         b"send_file" => Stage::Name(WithArgs::SendFile),
@@ -258,18 +268,20 @@ impl Decoder for PostfixServerCodec {
                         b"W" => return self.finish(PostfixItem::Trigger("W".to_string())),
                         other => return self.finish(PostfixItem::Unknown(shown(other))),
                     };
+                    skip_string(src, len);
                 }
                 Stage::Name(kind) => {
-                    let Some(name) = self.reader.next(src, MAX_ATTR_NAME, NAME_TOO_LONG)? else {
+                    let Some(len) = self.reader.next_len(src, MAX_ATTR_NAME, NAME_TOO_LONG)? else {
                         return Ok(None);
                     };
+                    let name = &src[..len];
                     let Some(wanted) = kind.wanted().get(self.values.len()) else {
                         // Every wanted attribute is in; flush(8) wants the terminator.
                         let mut warnings = Vec::new();
                         if !name.is_empty() {
                             warnings.push(format!(
                                 "unexpected attribute {} after the request (ignored, as flush(8) does)",
-                                shown(&name)
+                                shown(name)
                             ));
                         }
                         let item = self.build(kind, warnings);
@@ -279,19 +291,22 @@ impl Decoder for PostfixServerCodec {
                         return self
                             .finish(PostfixItem::Bad(format!("missing attribute {wanted}")));
                     }
-                    if &name[..] != wanted.as_bytes() {
+                    if name != wanted.as_bytes() {
                         return self.finish(PostfixItem::Bad(format!(
                             "unexpected attribute {} (expecting {wanted})",
-                            shown(&name)
+                            shown(name)
                         )));
                     }
+                    skip_string(src, len);
                     self.stage = Stage::Value(kind);
                 }
                 Stage::Value(kind) => {
-                    let Some(value) = self.reader.next(src, MAX_ATTR_VALUE, VALUE_TOO_LONG)? else {
+                    let Some(len) = self.reader.next_len(src, MAX_ATTR_VALUE, VALUE_TOO_LONG)?
+                    else {
                         return Ok(None);
                     };
-                    self.values.push(value);
+                    self.values.push(src[..len].to_vec());
+                    skip_string(src, len);
                     self.stage = Stage::Name(kind);
                 }
             }
