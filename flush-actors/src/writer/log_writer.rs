@@ -18,7 +18,7 @@
 //! stayed locked for [`LOCK_WAIT_LIMIT`].
 
 use super::budget::FileSlot;
-use super::messages::{AppendRecords, CloseLog, DeliverHow, DeliverLog, Retire};
+use super::messages::{AppendRecords, AppendReply, CloseLog, DeliverHow, DeliverLog, Retire};
 use super::WriterShared;
 use crate::domains::SitePath;
 use crate::logfile::{Delivery, LogFile};
@@ -77,7 +77,7 @@ pub struct LogWriter {
     /// Queue IDs received but not yet written (as they came, a message's
     /// IDs each), and who waits for them.
     pending: Vec<Arc<[String]>>,
-    waiting: Vec<Responder<()>>,
+    waiting: Vec<AppendReply>,
     flush_scheduled: bool,
     /// A delivery holds the log's lock; appends wait in `pending`.
     delivering: bool,
@@ -220,8 +220,8 @@ impl LogWriter {
             )
         };
         self.pending.clear();
-        for tx in self.waiting.drain(..) {
-            let _ = tx.send(Err(error()));
+        for reply in self.waiting.drain(..) {
+            reply.send(Err(error()));
         }
         for (_, tx) in self.deliveries.drain(..) {
             let _ = tx.send(Err(error()));
@@ -254,18 +254,20 @@ impl LogWriter {
                 stats.duplicates_skipped.add(report.skipped as u64);
                 stats.bytes_written.add(report.bytes as u64);
                 stats.write_batches.incr();
-                for tx in waiting.drain(..) {
-                    let _ = tx.send(Ok(()));
-                }
+                // Closed before the answers go: whoever they wake finds the
+                // work, and the open-file count, settled.
                 self.release_transient();
+                for reply in waiting.drain(..) {
+                    reply.send(Ok(()));
+                }
             }
             Err(e) => {
                 log::warn!("append to flush/{}: {e}", self.site);
                 stats.mailbox.error();
                 self.close_log();
                 let error = ActorError::io(format!("append to flush/{}", self.site), e);
-                for tx in waiting.drain(..) {
-                    let _ = tx.send(Err(error.clone()));
+                for reply in waiting.drain(..) {
+                    reply.send(Err(error.clone()));
                 }
             }
         }
@@ -372,8 +374,8 @@ impl LogWriter {
                 log::warn!("deliver flush/{}: {e}", act.site);
                 act.shared.stats.mailbox.error();
             }
-            let _ = tx.send(result);
             act.release_transient();
+            let _ = tx.send(result);
             act.work(ctx);
         }));
     }
@@ -396,8 +398,8 @@ impl Actor for LogWriter {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.write_pending();
-        for tx in self.waiting.drain(..) {
-            let _ = tx.send(Err(ActorError::Worker("log writer stopped")));
+        for reply in self.waiting.drain(..) {
+            reply.send(Err(ActorError::Worker("log writer stopped")));
         }
         for (_, tx) in self.deliveries.drain(..) {
             let _ = tx.send(Err(ActorError::Worker("log writer stopped")));
@@ -416,7 +418,7 @@ impl Handler<AppendRecords> for LogWriter {
     fn handle(&mut self, msg: AppendRecords, ctx: &mut Context<Self>) {
         self.shared.stats.mailbox.handled();
         if msg.queue_ids.is_empty() {
-            let _ = msg.reply.send(Ok(()));
+            msg.reply.send(Ok(()));
             return;
         }
         self.pending.push(msg.queue_ids);

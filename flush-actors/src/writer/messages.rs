@@ -4,7 +4,7 @@ use crate::domains::SitePath;
 use crate::trigger::MoveReport;
 use crate::ActorError;
 use actix::Message;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 /// Why a log is being delivered; it decides whether qmgr is told to forget
@@ -19,8 +19,8 @@ pub enum DeliverHow {
 
 /// Append queue IDs to this writer's log; `reply` is answered once they are
 /// in the file (or were already there since the last delivery). A writer
-/// answers every append it took before it stops: a reply channel dropped
-/// unanswered means the message was never handled.
+/// answers every append it took before it stops: a reply dropped unanswered
+/// means the message was never handled.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct AppendRecords {
@@ -28,7 +28,93 @@ pub struct AppendRecords {
     /// if the writer stops before it handles them.
     pub queue_ids: Arc<[String]>,
     /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<(), ActorError>>,
+    pub reply: AppendReply,
+}
+
+/// What became of each append of one batch share: `None` for one dropped
+/// unanswered (its writer stopped first).
+pub type ShareOutcome = Vec<Option<Result<(), ActorError>>>;
+
+/// The answers to the appends that one batch sends to one writer thread,
+/// gathered in one place and sent back together once the last is in: one
+/// channel per share instead of one per writer, and nothing to poll per
+/// writer while they work.
+#[derive(Debug)]
+pub struct ShareAnswers {
+    state: Mutex<ShareState>,
+}
+
+#[derive(Debug)]
+struct ShareState {
+    outcome: ShareOutcome,
+    left: usize,
+    done: Option<oneshot::Sender<ShareOutcome>>,
+}
+
+impl ShareAnswers {
+    /// Room for `count` answers, and where all of them arrive together. If
+    /// some reply is never made (the share was dropped before it was handed
+    /// out), the receiver sees the channel closed.
+    pub fn new(count: usize) -> (Arc<ShareAnswers>, oneshot::Receiver<ShareOutcome>) {
+        let (done, all) = oneshot::channel();
+        let state = ShareState {
+            outcome: std::iter::repeat_with(|| None).take(count).collect(),
+            left: count,
+            done: Some(done),
+        };
+        let answers = ShareAnswers {
+            state: Mutex::new(state),
+        };
+        (Arc::new(answers), all)
+    }
+
+    /// The reply of the append at `slot` (each slot's once).
+    pub fn reply(self: &Arc<ShareAnswers>, slot: usize) -> AppendReply {
+        AppendReply {
+            answers: Arc::clone(self),
+            slot,
+            answered: false,
+        }
+    }
+
+    fn fill(&self, slot: usize, result: Option<Result<(), ActorError>>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(place) = state.outcome.get_mut(slot) {
+            *place = result;
+        }
+        state.left = state.left.saturating_sub(1);
+        if state.left == 0 {
+            let outcome = std::mem::take(&mut state.outcome);
+            if let Some(done) = state.done.take() {
+                let _ = done.send(outcome);
+            }
+        }
+    }
+}
+
+/// The answer to one [`AppendRecords`]: [`AppendReply::send`] it, or drop it
+/// to say the message was not handled.
+#[derive(Debug)]
+pub struct AppendReply {
+    answers: Arc<ShareAnswers>,
+    slot: usize,
+    answered: bool,
+}
+
+impl AppendReply {
+    /// Answers the append.
+    pub fn send(mut self, result: Result<(), ActorError>) {
+        self.answered = true;
+        self.answers.fill(self.slot, Some(result));
+    }
+}
+
+impl Drop for AppendReply {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answers.fill(self.slot, None);
+        }
+    }
 }
 
 /// Deliver everything this writer's log lists, then truncate it.
@@ -136,3 +222,38 @@ impl DeliverFor {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CloseAll;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn share_answers_arrive_together_in_slot_order() {
+        let (answers, all) = ShareAnswers::new(3);
+        let replies: Vec<AppendReply> = (0..3).map(|slot| answers.reply(slot)).collect();
+        drop(answers);
+        let mut replies = replies.into_iter();
+        let (first, second, third) = (replies.next(), replies.next(), replies.next());
+        third.unwrap().send(Err(ActorError::Worker("full disk")));
+        // Dropped unanswered: not handled.
+        drop(second);
+        first.unwrap().send(Ok(()));
+        let outcome = all.await.unwrap();
+        assert!(matches!(outcome[0], Some(Ok(()))));
+        assert!(outcome[1].is_none());
+        assert!(matches!(
+            outcome[2],
+            Some(Err(ActorError::Worker("full disk")))
+        ));
+    }
+
+    #[actix::test]
+    async fn a_share_whose_replies_were_never_made_closes_the_channel() {
+        let (answers, all) = ShareAnswers::new(2);
+        let made = answers.reply(0);
+        drop(answers);
+        made.send(Ok(()));
+        assert!(all.await.is_err());
+    }
+}

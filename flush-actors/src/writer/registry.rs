@@ -18,12 +18,14 @@
 //! Work for the writers leaves here in one message per writer arbiter, not
 //! one per writer: waking another thread is a system call, and a batch of
 //! appends spans as many writers as it has sites. A future spawned on the
-//! arbiter starts the writers that are new, hands each its part and sends
-//! back all their answers at once.
+//! arbiter starts the writers that are new and hands each its part; the
+//! writers' answers gather in one [`ShareAnswers`] and come back together
+//! once the last is in.
 
 use super::log_writer::{LogWriter, WRITER_MAILBOX};
 use super::messages::{
     AppendBatch, AppendFor, AppendRecords, CloseAll, CloseLog, DeliverFor, DeliverLog, Retire,
+    ShareAnswers, ShareOutcome,
 };
 use super::{OpenFileBudget, WriterShared, WriterStats};
 use crate::domains::SitePath;
@@ -72,6 +74,17 @@ struct Routed {
     writer: WriterAddr,
     arbiter: usize,
     unstarted: Option<Unstarted>,
+}
+
+impl Routed {
+    /// Starts the writer if it is new (on the current arbiter: call this
+    /// there); its address.
+    fn start(self) -> WriterAddr {
+        if let Some(unstarted) = self.unstarted {
+            unstarted.start();
+        }
+        self.writer
+    }
 }
 
 /// A writer whose address exists but which does not run yet. It is started
@@ -177,37 +190,63 @@ impl WriterRegistry {
         })
     }
 
-    /// Sends each piece of work to its writer from the writers' arbiter, see
-    /// the module doc. An answer per piece, in order; `Ok(None)` for a writer
-    /// that had stopped.
-    fn send_on_arbiter<W: WriterWork>(
+    /// Hands each group of appends to its writer from the writers' arbiter
+    /// (see the module doc). An answer per group, in order; `Ok(None)` for a
+    /// writer that had stopped.
+    fn append_on_arbiter(
         &self,
         arbiter: usize,
-        work: Vec<(Routed, W)>,
-    ) -> impl Future<Output = Vec<Result<Option<W::Answer>, ActorError>>> {
+        work: Vec<(Routed, Arc<[String]>)>,
+    ) -> impl Future<Output = Vec<Result<Option<()>, ActorError>>> {
         let count = work.len();
         let stats = Arc::clone(&self.settings.stats);
-        let (tx, rx) = oneshot::channel();
-        let spawned = self.arbiters.get(arbiter).is_some_and(|handle| {
-            handle.spawn(async move {
-                let mut sends = Vec::with_capacity(work.len());
-                for (routed, work) in work {
-                    if let Some(unstarted) = routed.unstarted {
-                        unstarted.start();
-                    }
-                    sends.push(work.send_to(&stats, routed.writer));
-                }
-                let _ = tx.send(join_all(sends).await);
-            })
+        let (answers, all_answered) = ShareAnswers::new(count);
+        let senders_stats = Arc::clone(&stats);
+        self.on_arbiter(arbiter, async move {
+            let work = work.into_iter().map(|(routed, ids)| (routed.start(), ids));
+            hand_out_appends(work, &answers, &senders_stats);
         });
+        gather_answers(all_answered, count, stats)
+    }
+
+    /// Sends a delivery to its writer from the writers' arbiter; `Ok(None)`
+    /// if the writer had stopped.
+    fn deliver_on_arbiter(
+        &self,
+        arbiter: usize,
+        routed: Routed,
+        msg: DeliverLog,
+    ) -> impl Future<Output = Result<Option<MoveReport>, ActorError>> {
+        let stats = Arc::clone(&self.settings.stats);
+        let (tx, rx) = oneshot::channel();
+        self.on_arbiter(arbiter, async move {
+            let writer = routed.start();
+            stats.mailbox.queued();
+            let answer = match writer.send(msg).await {
+                Ok(result) => result.map(Some),
+                Err(MailboxError::Closed) => {
+                    stats.mailbox.dropped();
+                    Ok(None)
+                }
+                Err(e) => {
+                    stats.mailbox.dropped();
+                    Err(e.into())
+                }
+            };
+            let _ = tx.send(answer);
+        });
+        async move { rx.await.unwrap_or_else(|_| Err(arbiter_stopped())) }
+    }
+
+    /// Runs `task` on writer arbiter `arbiter`; if that arbiter is gone, the
+    /// task is dropped, and with it the channels its caller waits on.
+    fn on_arbiter(&self, arbiter: usize, task: impl Future<Output = ()> + Send + 'static) {
+        let spawned = self
+            .arbiters
+            .get(arbiter)
+            .is_some_and(|handle| handle.spawn(task));
         if !spawned {
             log::warn!("writer arbiter {arbiter} is gone");
-        }
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                let stopped = || Err(ActorError::Worker("writer arbiter stopped"));
-                std::iter::repeat_with(stopped).take(count).collect()
-            })
         }
     }
 
@@ -281,83 +320,62 @@ impl Actor for WriterRegistry {
     }
 }
 
-/// Work the registry hands a writer, and how it gets there.
-trait WriterWork: Send + 'static {
-    /// What the writer answers when the work is done.
-    type Answer: Send + 'static;
-
-    /// Sends the work to `writer`: `Ok(None)` when the writer had already
-    /// stopped and the work was not done, so it must be routed again.
-    fn send_to(
-        self,
-        stats: &WriterStats,
-        writer: WriterAddr,
-    ) -> impl Future<Output = Result<Option<Self::Answer>, ActorError>> + Send;
+fn arbiter_stopped() -> ActorError {
+    ActorError::Worker("writer arbiter stopped")
 }
 
-/// A delivery goes as a plain actix request.
-impl WriterWork for DeliverLog {
-    type Answer = MoveReport;
-
-    fn send_to(
-        self,
-        stats: &WriterStats,
-        writer: WriterAddr,
-    ) -> impl Future<Output = Result<Option<MoveReport>, ActorError>> + Send {
+/// Sends each writer its group of queue IDs, answered through `answers`
+/// (the i-th group in slot i). Each group travels with its reply: an actix
+/// request would add a reply channel, a boxed future and a spawned task per
+/// message, and appends are the messages there are most of.
+fn hand_out_appends(
+    work: impl Iterator<Item = (WriterAddr, Arc<[String]>)>,
+    answers: &Arc<ShareAnswers>,
+    stats: &WriterStats,
+) {
+    for (slot, (writer, queue_ids)) in work.enumerate() {
         stats.mailbox.queued();
-        async move {
-            match writer.send(self).await {
-                Ok(result) => result.map(Some),
-                Err(MailboxError::Closed) => {
-                    stats.mailbox.dropped();
-                    Ok(None)
-                }
-                Err(e) => {
-                    stats.mailbox.dropped();
-                    Err(e.into())
-                }
+        let msg = AppendRecords {
+            queue_ids,
+            reply: answers.reply(slot),
+        };
+        match writer.try_send(msg) {
+            Ok(()) => {}
+            // Dropped, and its reply with it: routed again.
+            Err(SendError::Closed(_)) => {}
+            // A full mailbox: wait for room as `send` does, without holding
+            // up the other writers.
+            Err(SendError::Full(msg)) => {
+                actix_rt::spawn(async move {
+                    let _ = writer.send(msg).await;
+                });
             }
         }
     }
 }
 
-/// One site's queue IDs of a batch. They travel with the channel the writer
-/// answers on once they are written: an actix request would add a reply
-/// channel, a boxed future and a spawned task per message, and appends are
-/// the messages there are most of.
-struct Appends(Arc<[String]>);
-
-impl WriterWork for Appends {
-    type Answer = ();
-
-    fn send_to(
-        self,
-        stats: &WriterStats,
-        writer: WriterAddr,
-    ) -> impl Future<Output = Result<Option<()>, ActorError>> + Send {
-        stats.mailbox.queued();
-        let (reply, written) = oneshot::channel();
-        let msg = AppendRecords {
-            queue_ids: self.0,
-            reply,
-        };
-        async move {
-            let sent = match writer.try_send(msg) {
-                Ok(()) => true,
-                Err(SendError::Closed(_)) => false,
-                // A full mailbox: wait for room as `send` does.
-                Err(SendError::Full(msg)) => writer.send(msg).await.is_ok(),
-            };
-            // A writer answers everything it took before it stops, so a
-            // reply channel dropped unanswered means the work was not done.
-            match written.await {
-                Ok(result) if sent => result.map(Some),
-                _ => {
+/// The answers of a share once all are in. A writer answers everything it
+/// took before it stops, so a reply dropped unanswered (`None`) means the
+/// work was not done: `Ok(None)`, to be routed again.
+async fn gather_answers(
+    all_answered: oneshot::Receiver<ShareOutcome>,
+    count: usize,
+    stats: Arc<WriterStats>,
+) -> Vec<Result<Option<()>, ActorError>> {
+    match all_answered.await {
+        Ok(outcome) => outcome
+            .into_iter()
+            .map(|answer| match answer {
+                Some(result) => result.map(Some),
+                None => {
                     stats.mailbox.dropped();
                     Ok(None)
                 }
-            }
-        }
+            })
+            .collect(),
+        Err(_) => std::iter::repeat_with(|| Err(arbiter_stopped()))
+            .take(count)
+            .collect(),
     }
 }
 
@@ -405,8 +423,7 @@ impl WriterRegistry {
             let routed = self.writer_for(&group.site, began);
             match routed.and_then(|r| Some((by_arbiter.get_mut(r.arbiter)?, r))) {
                 Some((share, routed)) => {
-                    let append = Appends(Arc::clone(&group.ids));
-                    share.work.push((routed, append));
+                    share.work.push((routed, Arc::clone(&group.ids)));
                     share.groups.push(group);
                 }
                 None => {
@@ -420,7 +437,7 @@ impl WriterRegistry {
             .into_iter()
             .enumerate()
             .filter(|(_, share)| !share.groups.is_empty())
-            .map(|(arbiter, share)| (share.groups, self.send_on_arbiter(arbiter, share.work)))
+            .map(|(arbiter, share)| (share.groups, self.append_on_arbiter(arbiter, share.work)))
             .collect();
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
@@ -467,7 +484,7 @@ impl WriterRegistry {
 /// in the same order, the message for each group's writer.
 struct ArbiterShare {
     groups: Vec<SiteGroup>,
-    work: Vec<(Routed, Appends)>,
+    work: Vec<(Routed, Arc<[String]>)>,
 }
 
 impl ArbiterShare {
@@ -555,16 +572,16 @@ impl Handler<DeliverFor> for WriterRegistry {
         let arbiter = routed.arbiter;
         let writer = Arc::clone(&routed.writer);
         self.delivery_routed(&msg.site);
-        let send = self.send_on_arbiter(arbiter, vec![(routed, DeliverLog { how: msg.how })]);
+        let send = self.deliver_on_arbiter(arbiter, routed, DeliverLog { how: msg.how });
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
-        let answered = send.into_actor(self).map(move |mut answers, act, _| {
+        let answered = send.into_actor(self).map(move |answer, act, _| {
             act.delivery_answered(&msg.site, &writer);
-            (msg, answers.pop())
+            (msg, answer)
         });
         Box::pin(answered.then(|(msg, answer), _, _| {
             fut::wrap_future(async move {
-                match answer.unwrap_or(Err(ActorError::Worker("no writer answered")))? {
+                match answer? {
                     Some(report) => Ok(report),
                     None => reroute(&registry, &stats, msg.retry()?).await?,
                 }
@@ -616,30 +633,40 @@ mod tests {
         ids.iter().map(|id| id.to_string()).collect()
     }
 
+    /// Hands `groups` to `writer` as one share and waits for the answers.
+    fn share_for(
+        writer: WriterAddr,
+        groups: &[&[&str]],
+        stats: &Arc<WriterStats>,
+    ) -> impl Future<Output = Vec<Result<Option<()>, ActorError>>> {
+        let (answers, all_answered) = ShareAnswers::new(groups.len());
+        let work = groups.iter().map(|group| (Arc::clone(&writer), ids(group)));
+        hand_out_appends(work, &answers, stats);
+        gather_answers(all_answered, groups.len(), Arc::clone(stats))
+    }
+
     #[actix::test]
     async fn appends_to_a_closed_mailbox_come_back_to_be_routed_again() {
-        let stats = WriterStats::default();
+        let stats = Arc::new(WriterStats::default());
         let (sender, mailbox) = channel::<LogWriter>(WRITER_MAILBOX);
         drop(mailbox);
-        let outcome = Appends(ids(&["A1"]))
-            .send_to(&stats, Arc::new(Addr::new(sender)))
-            .await;
-        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        let outcome = share_for(Arc::new(Addr::new(sender)), &[&["A1"]], &stats).await;
+        assert!(matches!(outcome[..], [Ok(None)]), "{outcome:?}");
         assert_eq!(stats.mailbox.error_count(), 1);
     }
 
     #[actix::test]
     async fn appends_dropped_unhandled_with_their_writer_come_back_too() {
-        let stats = WriterStats::default();
+        let stats = Arc::new(WriterStats::default());
         let (sender, mailbox) = channel::<LogWriter>(WRITER_MAILBOX);
-        let mut send =
-            Box::pin(Appends(ids(&["A1", "A2"])).send_to(&stats, Arc::new(Addr::new(sender))));
-        // Queued, waiting for an answer; then the writer goes away unhandled.
-        assert!(futures_util::poll!(&mut send).is_pending());
+        let writer = Arc::new(Addr::new(sender));
+        let mut share = Box::pin(share_for(writer, &[&["A1", "A2"], &["A3"]], &stats));
+        // Queued, waiting for answers; then the writer goes away unhandled.
+        assert!(futures_util::poll!(&mut share).is_pending());
         drop(mailbox);
-        let outcome = send.await;
-        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
-        assert_eq!(stats.mailbox.error_count(), 1);
+        let outcome = share.await;
+        assert!(matches!(outcome[..], [Ok(None), Ok(None)]), "{outcome:?}");
+        assert_eq!(stats.mailbox.error_count(), 2);
         assert_eq!(stats.mailbox.handled_count(), 0);
     }
 
