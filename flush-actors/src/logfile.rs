@@ -220,8 +220,9 @@ impl LogFile {
             self.resync()?;
         }
         let mut report = AppendReport::default();
-        let mut batch: HashSet<&str> = HashSet::with_capacity(ids.len());
-        let mut buf = String::new();
+        // IDs of this batch that `seen` does not take (no memory, or full).
+        let mut batch: HashSet<&str> = HashSet::new();
+        let mut buf = String::with_capacity(ids.iter().map(|id| id.len() + 1).sum());
         for &id in ids {
             if validate_queue_id(id).is_err() {
                 log::warn!(
@@ -230,15 +231,20 @@ impl LogFile {
                     self.path.display()
                 );
                 report.invalid += 1;
-            } else if self.seen.contains(id) || !batch.insert(id) {
-                report.skipped += 1;
+                continue;
+            }
+            // Remembering the ID is also how a repeat within the batch shows.
+            let new = if self.remember && self.seen.len() < MAX_TRACKED_IDS {
+                self.seen.insert(CompactString::from(id))
             } else {
+                !self.seen.contains(id) && batch.insert(id)
+            };
+            if new {
                 buf.push_str(id);
                 buf.push('\n');
                 report.written += 1;
-                if self.remember && self.seen.len() < MAX_TRACKED_IDS {
-                    self.seen.insert(CompactString::from(id));
-                }
+            } else {
+                report.skipped += 1;
             }
         }
         if buf.is_empty() {

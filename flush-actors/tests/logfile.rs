@@ -273,6 +273,9 @@ fn duplicate_memory_is_bounded() {
     assert_eq!(first.skipped, 1);
     let last = log.append(&[refs[MAX_TRACKED_IDS + 4]]).unwrap();
     assert_eq!(last.written, 1);
+    // With the memory full, a repeat within one batch is still caught.
+    let twice = log.append(&["R1", "R1"]).unwrap();
+    assert_eq!((twice.written, twice.skipped), (1, 1));
 }
 
 #[test]
