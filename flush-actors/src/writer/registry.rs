@@ -7,13 +7,11 @@
 //! also keeps at most `max_writers` alive: past that, the least recently
 //! used quarter retires early, so that a burst of new sites costs a bounded
 //! amount of memory. A writer with a delivery in flight is never retired:
-//! it holds its log's lock across that delivery, and a second writer of the
-//! same log would only find the log locked and keep trying until it ends
-//! (when locks were waited for, it blocked the thread the first one needed
-//! to finish).
-//! A message that reaches a writer just as it stops is
-//! dropped unhandled (a closed mailbox, or an append's reply channel dropped
-//! unanswered); the registry then routes it again, to a new writer.
+//! it holds its log's lock until the delivery ends, and a second writer of
+//! that log would only find it locked and keep trying. A message that
+//! reaches a writer just as it stops is dropped unhandled (a closed mailbox,
+//! or an append's reply dropped unanswered); the registry then routes it
+//! again, to a new writer.
 //!
 //! Work for the writers leaves here in one message per writer arbiter, not
 //! one per writer: waking another thread is a system call, and a batch of
