@@ -41,10 +41,10 @@ const KEPT_CAPACITY: usize = 16;
 /// The first pause before trying a log that was locked elsewhere again.
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(1);
 /// The longest pause between two tries.
-pub const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
+const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
 /// How long work waits for a log that stays locked elsewhere before it is
 /// answered with an error (the queue IDs stay in `deferred/` regardless).
-pub const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(30);
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Whether the work at hand got done or found the log locked elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
