@@ -155,6 +155,9 @@ pub struct PostfixLab {
     queue_dir: PathBuf,
     maillog: PathBuf,
     flush_stderr: PathBuf,
+    /// How a replacement flush command's maillog records are tagged
+    /// (`/<program>[`), if there is one.
+    flush_tag: Option<String>,
     port: u16,
     /// The master's process ID (its process group) while running.
     master_pid: Option<i32>,
@@ -226,6 +229,11 @@ impl PostfixLab {
             queue_dir,
             maillog,
             flush_stderr,
+            flush_tag: opts
+                .flush_command
+                .as_ref()
+                .and_then(|program| program.file_name())
+                .map(|name| format!("/{}[", name.to_string_lossy())),
             port,
             master_pid: None,
         };
@@ -366,6 +374,21 @@ impl PostfixLab {
         fs::read(&self.flush_stderr)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
+    }
+
+    /// What a replacement flush command logged: its records in the maillog
+    /// (through postlogd, as a Postfix daemon logs), then its stderr (where
+    /// it reports what postlogd was not there to take).
+    pub fn flush_messages(&self) -> String {
+        let mut text = String::new();
+        if let Some(tag) = &self.flush_tag {
+            for line in self.maillog().lines().filter(|line| line.contains(tag)) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text.push_str(&self.flush_stderr());
+        text
     }
 
     /// Runs `postqueue -c DIR ARGS`.

@@ -1,5 +1,5 @@
 //! Support code shared by the flushd binaries: the queue directory lock,
-//! the demo set-up, the line-protocol client, flush-bench's modules and the
+//! where the log goes, the demo set-up, the line-protocol client, flush-bench's modules and the
 //! private Postfix lab it measures against.
 #![deny(rust_2018_idioms)]
 
@@ -7,5 +7,6 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod lab;
+pub mod logging;
 pub mod master;
 pub mod queue_lock;

@@ -36,7 +36,7 @@
 //!     lab.start().expect("start");
 //!     let id = lab.send_mail("a@lab.test", "b@relay.test").expect("queued");
 //!     // ... wait_until(.., || lab.flush_log("relay_test").contains(&id)), ETRN, ...
-//!     eprintln!("{}", lab.flush_stderr()); // flushd's log under master(8)
+//!     eprintln!("{}", lab.flush_messages()); // flushd's log under master(8)
 //! }
 //! ```
 

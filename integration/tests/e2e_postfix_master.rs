@@ -51,8 +51,8 @@ fn process_uid(pid: i32) -> u32 {
 fn the_flushd(lab: &PostfixLab) -> i32 {
     assert!(
         wait_until(WAIT, || !flushd_pids(lab).is_empty()),
-        "no flushd process; flushd stderr:\n{}",
-        lab.flush_stderr()
+        "no flushd process; flushd log:\n{}",
+        lab.flush_messages()
     );
     let pids = flushd_pids(lab);
     assert_eq!(pids.len(), 1, "more than one flushd: {pids:?}");
@@ -122,11 +122,11 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
     let meta = fs::metadata(lab.queue_dir().join("flush").join(SITE_PATH)).unwrap();
     assert_eq!(meta.uid(), postfix_uid);
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
-    let stderr = lab.flush_stderr();
-    assert!(
-        stderr.contains("started by master(8): service flush"),
-        "{stderr}"
-    );
+    // flushd logs where Postfix's daemons do: through postlogd to the
+    // maillog, tagged like one of them.
+    let maillog = lab.maillog();
+    let started = format!("lab postfix/flushd[{pid}]: started by master(8): service flush");
+    assert!(maillog.contains(&started), "{started:?} not in:\n{maillog}");
     assert!(!Path::new(&lab.queue_dir().join("public/flush.line")).exists());
 
     // ETRN: flushd moves the file to incoming/, the queue manager tries it
@@ -196,9 +196,9 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
     lab.stop().expect("stop lab");
     assert!(lab.processes().is_empty());
     assert!(
-        lab.flush_stderr().contains("all logs closed"),
+        lab.flush_messages().contains("all logs closed"),
         "{}",
-        lab.flush_stderr()
+        lab.flush_messages()
     );
 }
 
@@ -319,10 +319,10 @@ fn wakeups_concurrency_reload_and_idle_exit_under_master() {
         flushd_pids(&lab)
     );
     assert!(
-        lab.flush_stderr()
+        lab.flush_messages()
             .contains("leaving master(8)'s service: master(8) closed the status pipe"),
         "{}",
-        lab.flush_stderr()
+        lab.flush_messages()
     );
     let id = short_queue_id(2000);
     let add = [
@@ -349,9 +349,9 @@ fn wakeups_concurrency_reload_and_idle_exit_under_master() {
     );
     assert!(idle_since.elapsed() >= Duration::from_secs(2));
     assert!(
-        lab.flush_stderr().contains("idle for max_idle (3s)"),
+        lab.flush_messages().contains("idle for max_idle (3s)"),
         "{}",
-        lab.flush_stderr()
+        lab.flush_messages()
     );
     assert_eq!(postfix_wakeup(&socket).expect("wakeup").status, 0);
     let third = the_flushd(&lab);
@@ -359,7 +359,7 @@ fn wakeups_concurrency_reload_and_idle_exit_under_master() {
     assert!(bad_exits(&lab).is_empty(), "{:?}", bad_exits(&lab));
 
     // Shown with --nocapture: three flushd lives as they logged them.
-    eprintln!("flushd stderr:\n{}", lab.flush_stderr());
+    eprintln!("flushd log:\n{}", lab.flush_messages());
     lab.stop().expect("stop lab");
     assert!(lab.processes().is_empty());
 }

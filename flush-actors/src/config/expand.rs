@@ -69,6 +69,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("daemon_timeout", "18000s"),
     ("syslog_facility", "mail"),
     ("syslog_name", "postfix"),
+    ("maillog_file", ""),
+    ("postlog_service_name", "postlog"),
     ("mail_name", "Postfix"),
     ("flush_refresh_interval", "1000s"),
     ("flush_max_connections", "1024"),

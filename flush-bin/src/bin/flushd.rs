@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser};
 use flush_actors::config::{parse_override, Config};
 use flush_actors::gateway::ListenAddr;
 use flush_actors::server::{self, ServerOptions};
+use flush_bin::logging::{self, Route, Tag};
 use flush_bin::master::{self, DaemonOptions, MasterMode};
 use flush_bin::{demo, queue_lock};
 use flush_proto::line::DEFAULT_MAX_LINE;
@@ -67,6 +68,10 @@ struct Args {
     /// Log writers alive at once; past that the least recently used retire.
     #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_WRITERS)]
     max_writers: usize,
+    /// Log where Postfix's daemons log (postlogd if main.cf sets
+    /// maillog_file, else syslog), not to stderr. Always so under master(8).
+    #[arg(long)]
+    postfix_log: bool,
 }
 
 fn main() -> ExitCode {
@@ -80,16 +85,33 @@ fn main() -> ExitCode {
         _ => 0,
     };
     let level = if verbose > 0 { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    logging::init(level);
+    if matches!(started, Ok((_, Some(_)))) {
+        // Until main.cf is read, log where master's environment says.
+        let syslog_name = std::env::var("MAIL_LOGTAG").unwrap_or_else(|_| "postfix".into());
+        logging::route_to(
+            Route::from_environment(),
+            Tag::new(&syslog_name, &program()),
+        );
+    }
     let code = match started.and_then(|(args, master)| run(args, master)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("flushd: {e:#}");
+            logging::fatal(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     };
     log::logger().flush();
     code
+}
+
+/// The file name this program was started as (`flush` when installed under
+/// that name in daemon_directory).
+fn program() -> String {
+    std::env::args_os()
+        .next()
+        .map(|arg0| arg0.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "flushd".to_string())
 }
 
 /// Under master(8): Postfix's daemon options from the command line, flushd's
@@ -109,7 +131,16 @@ fn master_args(inherited: master::Inherited) -> Result<(Args, MasterMode)> {
         bail!("--demo makes no sense under master(8)");
     }
     args.config_dir = master::config_dir(&args.config_dir);
-    args.overrides = options.overrides.clone();
+    // What Postfix daemons define for main.cf and master.cf's `-o` values
+    // (`-o syslog_name=postfix/$service_name`).
+    args.overrides = vec![
+        format!(
+            "service_name={}",
+            options.service_name.as_deref().unwrap_or("flush")
+        ),
+        format!("process_name={}", logging::program_name(&program())),
+    ];
+    args.overrides.extend(options.overrides.iter().cloned());
     Ok((args, MasterMode::new(inherited, options)))
 }
 
@@ -122,10 +153,17 @@ fn run(args: Args, mut master: Option<MasterMode>) -> Result<()> {
         Some(dir) => demo::prepare(dir.clone())?,
         None => args.config_dir.clone(),
     };
+    let config = Config::load(&config_dir, &overrides)?;
+    if master.is_some() || args.postfix_log {
+        let syslog_name = config.expanded("syslog_name")?;
+        logging::route_to(
+            Route::for_daemon(&config)?,
+            Tag::new(&syslog_name, &program()),
+        );
+    }
     if let Some(mode) = &master {
         log::info!("started by master(8): {}", mode.describe());
     }
-    let config = Config::load(&config_dir, &overrides)?;
     let queue = config.queue_directory.clone();
     if !queue.is_dir() {
         bail!(
