@@ -93,6 +93,11 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
         domains: vec![LAB_DOMAIN.to_string(), SLOW_DOMAIN.to_string()],
         flush_command: Some(flushd_binary()),
         main_cf: vec![("fast_flush_domains".to_string(), LAB_DOMAIN.to_string())],
+        // As master.cf tags a service's log (the parameter flushd defines).
+        flush_args: vec![
+            "-o".to_string(),
+            "syslog_name=postfix/$service_name".to_string(),
+        ],
         ..LabOptions::default()
     };
     let mut lab = PostfixLab::new(opts).expect("create lab");
@@ -100,7 +105,8 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
     // mail_owner itself), chroot n, process limit 0.
     let master_cf = fs::read_to_string(lab.config_dir().join("master.cf")).unwrap();
     assert!(
-        master_cf.contains("\nflush unix n - n 1000? 0 flushd\n"),
+        master_cf
+            .contains("\nflush unix n - n 1000? 0 flushd -o syslog_name=postfix/$service_name\n"),
         "{master_cf}"
     );
     lab.start().expect("start lab");
@@ -123,9 +129,9 @@ fn postfix_programs_use_flushd_as_their_flush_service() {
     assert_eq!(meta.uid(), postfix_uid);
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     // flushd logs where Postfix's daemons do: through postlogd to the
-    // maillog, tagged like one of them.
+    // maillog, tagged like one of them (syslog_name, then the program).
     let maillog = lab.maillog();
-    let started = format!("lab postfix/flushd[{pid}]: started by master(8): service flush");
+    let started = format!("lab postfix/flush/flushd[{pid}]: started by master(8): service flush");
     assert!(maillog.contains(&started), "{started:?} not in:\n{maillog}");
     assert!(!Path::new(&lab.queue_dir().join("public/flush.line")).exists());
 
