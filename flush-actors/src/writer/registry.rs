@@ -35,6 +35,7 @@ use actix::prelude::*;
 use foldhash::fast::FixedState;
 use foldhash::{HashMap, HashMapExt};
 use futures_util::future::join_all;
+use smallvec::SmallVec;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
@@ -495,35 +496,58 @@ impl ArbiterShare {
     }
 }
 
+/// Where a group's entries stand in their batch. Most groups hold one
+/// entry: kept inline, not allocated.
+type Positions = SmallVec<[usize; 2]>;
+
 /// The entries of a batch that go to one site: where they stand in the batch
 /// and their queue IDs.
 struct SiteGroup {
     site: SitePath,
-    positions: Vec<usize>,
+    positions: Positions,
     ids: Arc<[String]>,
 }
 
 impl SiteGroup {
     /// Groups a batch's entries by site, in the order sites first appear.
+    ///
+    /// Two passes, so that the index borrows the sites instead of cloning
+    /// each one, and a one-entry group (the usual case with many sites)
+    /// costs one allocation: its `Arc` of IDs.
     fn of(entries: Vec<(SitePath, String)>) -> Vec<SiteGroup> {
-        let mut index: HashMap<SitePath, usize> = HashMap::with_capacity(entries.len());
-        let mut groups: Vec<(SitePath, Vec<usize>, Vec<String>)> =
-            Vec::with_capacity(entries.len());
-        for (position, (site, id)) in entries.into_iter().enumerate() {
-            let slot = *index.entry(site.clone()).or_insert_with(|| {
-                groups.push((site, Vec::new(), Vec::new()));
-                groups.len() - 1
-            });
-            let (_, positions, ids) = &mut groups[slot];
+        let mut group_of = Vec::with_capacity(entries.len());
+        let mut groups = 0;
+        {
+            let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+            for (site, _) in &entries {
+                let group = *index.entry(site.as_str()).or_insert(groups);
+                if group == groups {
+                    groups += 1;
+                }
+                group_of.push(group);
+            }
+        }
+        let mut parts: Vec<(Option<SitePath>, Positions, SmallVec<[String; 1]>)> =
+            (0..groups).map(|_| Default::default()).collect();
+        for (position, ((site, id), group)) in entries.into_iter().zip(group_of).enumerate() {
+            let (first_site, positions, ids) = &mut parts[group];
+            first_site.get_or_insert(site);
             positions.push(position);
             ids.push(id);
         }
-        groups
+        // Every group got its site with its first entry.
+        parts
             .into_iter()
-            .map(|(site, positions, ids)| SiteGroup {
-                site,
-                positions,
-                ids: ids.into(),
+            .filter_map(|(site, positions, ids)| {
+                let ids: Arc<[String]> = match ids.into_inner() {
+                    Ok(one) => Arc::new(one),
+                    Err(more) => more.into_vec().into(),
+                };
+                Some(SiteGroup {
+                    site: site?,
+                    positions,
+                    ids,
+                })
             })
             .collect()
     }
