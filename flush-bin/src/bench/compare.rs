@@ -54,6 +54,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a purge's progress is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// How long after the last writer retired the idle RSS is read.
+/// Where the deny runs' sites live: a domain no `fast_flush_domains` of a
+/// compare run lists (`.invalid` is reserved, RFC 2606).
+const UNLISTED_DOMAIN: &str = "unlisted.invalid";
 const IDLE_SETTLE: Duration = Duration::from_secs(10);
 
 /// How to compare.
@@ -171,6 +174,8 @@ struct Results {
     add_rate: Pair,
     add_p99_ms: Pair,
     add_memory_kib: Pair,
+    /// flushd answering DENY over the Postfix protocol: no file work.
+    deny_rate: Vec<f64>,
     line_rate: Pair,
     line_p99_ms: Pair,
     many_line_rate: Pair,
@@ -294,6 +299,9 @@ impl<'a> Runner<'a> {
                     r.add_rate.flushd.push(f.rate());
                     r.add_p99_ms.flushd.push(ms(f.latency.p99));
                     r.add_memory_kib.flushd.push(f.memory.peak_rss_kib() as f64);
+                    let d = self.flushd_denied(s.postfix_adds, s.sites)?;
+                    progress(round, &label, "flushd, all DENY", &describe(&d));
+                    r.deny_rate.push(d.rate());
                 }
             }
             Workload::Line => {
@@ -398,6 +406,42 @@ impl<'a> Runner<'a> {
 
     /// Adds to a fresh flushd; checked.
     fn flushd_adds(&self, protocol: Protocol, requests: u64, sites: u64) -> Result<LoadReport> {
+        let domain = &self.options.domain;
+        self.flushd_load(protocol, requests, sites, domain, |report, queue| {
+            check_load(report, requests, "flushd")?;
+            verify_adds(queue, requests, sites, domain)
+                .map_err(|e| anyhow::anyhow!("flushd add run incomplete: {e}"))
+        })
+    }
+
+    /// Adds for sites that no `fast_flush_domains` lists, to a fresh flushd:
+    /// the cost of its connections and verdicts alone. Checked: every one
+    /// answered DENY, no log written.
+    fn flushd_denied(&self, requests: u64, sites: u64) -> Result<LoadReport> {
+        self.flushd_load(Protocol::Postfix, requests, sites, UNLISTED_DOMAIN, |report, queue| {
+            let denied = report.statuses[Status::Deny.index()];
+            ensure!(
+                denied == requests && report.errors == 0,
+                "flushd: {denied} of {requests} requests for {UNLISTED_DOMAIN} answered DENY, {} errors (first: {})",
+                report.errors,
+                report.first_error.as_deref().unwrap_or("none")
+            );
+            let logs = fs::read_dir(queue.join("flush"))?.count();
+            ensure!(logs == 0, "flushd wrote {logs} logs for denied sites");
+            Ok(())
+        })
+    }
+
+    /// Runs `requests` adds for `sites` sites of `domain` against a fresh
+    /// flushd and checks the outcome with `check(report, queue)`.
+    fn flushd_load(
+        &self,
+        protocol: Protocol,
+        requests: u64,
+        sites: u64,
+        domain: &str,
+        check: impl FnOnce(&LoadReport, &Path) -> Result<()>,
+    ) -> Result<LoadReport> {
         let root = scratch_dir("flushd")?;
         let queue = FlushdProcess::prepare_queue(root.path())?;
         let _sink = QmgrSink::start(&queue, self.options.qmgr)?;
@@ -408,17 +452,15 @@ impl<'a> Runner<'a> {
             Protocol::Line => Target::Line(daemon.line_address()),
         };
         let mut options = self.load_options(target, requests, sites);
+        options.domain = domain.to_string();
         options.server_pids = vec![daemon.pid()];
         settle();
         let report = load::run(&options)?;
-        check_load(&report, requests, "flushd").with_context(|| daemon.log_text())?;
-        verify_adds(&queue, requests, sites, &self.options.domain)
-            .map_err(|e| anyhow::anyhow!("flushd add run incomplete: {e}"))?;
+        check(&report, &queue).with_context(|| daemon.log_text())?;
         daemon.stop().context("stop flushd")?;
         Ok(report)
     }
 
-    /// One delivery of `fixture` by the lab's flush(8); checked.
     fn postfix_delivery(&self, fixture: &Fixture) -> Result<Delivered> {
         let queue = self.lab.queue_dir();
         fixture::reset(queue)?;
@@ -690,6 +732,15 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
         },
         Row {
             workload: format!(
+                "  same run: flushd answering DENY (sites no fast_flush_domains lists: no file work), its connections' own part (reference: Postfix's add)"
+            ),
+            reference: r.add_rate.postfix(),
+            flushd: median(&r.deny_rate),
+            unit: Unit::Rate,
+            goal: Goal::Report,
+        },
+        Row {
+            workload: format!(
                 "add, line protocol, {c} connections x {w} pipelined, S={sites}, N={line_n}: requests/s (reference: Postfix's add over its protocol)"
             ),
             reference: r.add_rate.postfix(),
@@ -833,6 +884,7 @@ mod tests {
                 postfix: vec![],
                 flushd: vec![700_000.0],
             },
+            deny_rate: vec![45_000.0, 44_000.0, 47_000.0],
             ..Results::default()
         };
         let options = CompareOptions {
@@ -850,10 +902,14 @@ mod tests {
         assert_eq!(rows[0].flushd, Some(40_000.0));
         assert_eq!(rows[0].met(), Some(true));
         // Rows without measurements are left out.
-        assert_eq!(rows.len(), 2);
-        assert!(rows[1].workload.contains("16 connections x 8"));
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1].workload.contains("DENY"));
         assert_eq!(rows[1].reference, Some(12_000.0));
-        assert_eq!(rows[1].met(), Some(true));
+        assert_eq!(rows[1].flushd, Some(45_000.0));
+        assert_eq!(rows[1].met(), None);
+        assert!(rows[2].workload.contains("16 connections x 8"));
+        assert_eq!(rows[2].reference, Some(12_000.0));
+        assert_eq!(rows[2].met(), Some(true));
         assert!(rows.iter().all(|row| row.flushd.is_some()));
     }
 }
