@@ -21,6 +21,7 @@ use compact_str::CompactString;
 use flush_proto::{validate_queue_id, MAX_QUEUE_ID_LEN};
 use foldhash::{HashSet, HashSetExt};
 use rustix::fs::{FlockOperation, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_NOW};
+use smallvec::SmallVec;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -222,7 +223,9 @@ impl LogFile {
         let mut report = AppendReport::default();
         // IDs of this batch that `seen` does not take (no memory, or full).
         let mut batch: HashSet<&str> = HashSet::new();
-        let mut buf = String::with_capacity(ids.iter().map(|id| id.len() + 1).sum());
+        // Lines of a usual batch fit on the stack; a bigger one is sized once.
+        let mut buf: SmallVec<[u8; 256]> =
+            SmallVec::with_capacity(ids.iter().map(|id| id.len() + 1).sum());
         for &id in ids {
             if validate_queue_id(id).is_err() {
                 log::warn!(
@@ -240,8 +243,8 @@ impl LogFile {
                 !self.seen.contains(id) && batch.insert(id)
             };
             if new {
-                buf.push_str(id);
-                buf.push('\n');
+                buf.extend_from_slice(id.as_bytes());
+                buf.push(b'\n');
                 report.written += 1;
             } else {
                 report.skipped += 1;
@@ -253,7 +256,7 @@ impl LogFile {
         // `seen` already lists the batch: until the write is known to have
         // landed, it must not be trusted.
         self.snapshot = None;
-        (&self.file).write_all(buf.as_bytes())?;
+        (&self.file).write_all(&buf)?;
         report.bytes = buf.len();
         if self.remember {
             self.snapshot = Some(Snapshot::of(&self.file.metadata()?));

@@ -25,6 +25,7 @@ use crate::logfile::{Delivery, LogFile};
 use crate::trigger::{MoveReport, MoveToIncoming};
 use crate::ActorError;
 use actix::prelude::*;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -237,8 +238,12 @@ impl LogWriter {
         }
         let mut batch = std::mem::take(&mut self.pending);
         let mut waiting = std::mem::take(&mut self.waiting);
-        let mut ids: Vec<&str> = Vec::with_capacity(batch.iter().map(|ids| ids.len()).sum());
-        ids.extend(batch.iter().flat_map(|ids| ids.iter()).map(String::as_str));
+        // A writer usually has an ID or two per batch: no allocation for those.
+        let ids: SmallVec<[&str; 4]> = batch
+            .iter()
+            .flat_map(|ids| ids.iter())
+            .map(String::as_str)
+            .collect();
         let stats = Arc::clone(&self.shared.stats);
         let result = self.open_log().and_then(|log| log.file.append(&ids));
         drop(ids);
