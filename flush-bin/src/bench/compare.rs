@@ -731,9 +731,7 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
             goal: Goal::RatioAtMost(1.0 / 3.0),
         },
         Row {
-            workload: format!(
-                "  same run: flushd answering DENY (sites no fast_flush_domains lists: no file work), its connections' own part (reference: Postfix's add)"
-            ),
+            workload: "  same run: flushd answering DENY (sites no fast_flush_domains lists: no file work), its connections' own part (reference: Postfix's add)".into(),
             reference: r.add_rate.postfix(),
             flushd: median(&r.deny_rate),
             unit: Unit::Rate,
