@@ -11,6 +11,7 @@ pub mod config;
 pub mod domains;
 mod error;
 pub mod gateway;
+pub mod id_set;
 pub mod janitor;
 pub mod logfile;
 pub mod matcher;

@@ -17,7 +17,7 @@
 //! or inode differ from what it saw last) and re-reads it before trusting
 //! that memory.
 
-use compact_str::CompactString;
+use crate::id_set::IdSet;
 use flush_proto::{validate_queue_id, MAX_QUEUE_ID_LEN};
 use foldhash::{HashSet, HashSetExt};
 use rustix::fs::{FlockOperation, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_NOW};
@@ -114,8 +114,7 @@ pub struct LogFile {
     path: PathBuf,
     file: File,
     /// IDs the log holds since its last truncation, at most [`MAX_TRACKED_IDS`].
-    /// Queue IDs are short: stored inline, not one allocation each.
-    seen: HashSet<CompactString>,
+    seen: IdSet,
     /// The file as `seen` describes it; `None` means "re-read before use".
     snapshot: Option<Snapshot>,
     /// The lock of the delivery in progress, if any.
@@ -155,7 +154,7 @@ impl LogFile {
         LogFile {
             path,
             file,
-            seen: HashSet::new(),
+            seen: IdSet::new(),
             snapshot: None,
             delivery: Weak::new(),
             remember: true,
@@ -169,7 +168,7 @@ impl LogFile {
     /// (deliveries de-duplicate anyway).
     pub fn without_memory(mut self) -> LogFile {
         self.remember = false;
-        self.seen = HashSet::new();
+        self.seen = IdSet::new();
         self
     }
 
@@ -238,7 +237,7 @@ impl LogFile {
             }
             // Remembering the ID is also how a repeat within the batch shows.
             let new = if self.remember && self.seen.len() < MAX_TRACKED_IDS {
-                self.seen.insert(CompactString::from(id))
+                self.seen.insert(id)
             } else {
                 !self.seen.contains(id) && batch.insert(id)
             };
@@ -272,7 +271,7 @@ impl LogFile {
             if let Line::Text(text) = line {
                 if let Ok(id) = std::str::from_utf8(text) {
                     if validate_queue_id(id).is_ok() {
-                        seen.insert(CompactString::from(id));
+                        seen.insert(id);
                     }
                 }
             }
@@ -309,7 +308,7 @@ impl LogFile {
         };
         // From here on, an early return drops `lock` and so unlocks.
         let mut ids = Vec::new();
-        let mut filter: HashSet<String> = HashSet::new();
+        let mut filter = IdSet::new();
         let mut lines_read = 0usize;
         let mut left_out = 0usize;
         let path = &self.path;
@@ -331,7 +330,7 @@ impl LogFile {
                 return true;
             };
             // Past the filter's size, duplicates pass: graceful degradation.
-            if filter.len() >= MAX_TRACKED_IDS || filter.insert(id.to_owned()) {
+            if filter.len() >= MAX_TRACKED_IDS || filter.insert(id) {
                 if ids.len() < MAX_DELIVERY_IDS {
                     ids.push(id.to_owned());
                 } else {
