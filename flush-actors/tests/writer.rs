@@ -395,16 +395,27 @@ fn lock_elsewhere(dir: &Path, site: &str) -> fs::File {
     log
 }
 
-#[actix::test]
-async fn a_log_locked_elsewhere_holds_up_only_its_own_work() {
-    let f = start_on_one_thread();
+/// Appends `first` to `name`'s log, locks the log elsewhere and sends an
+/// append of `then`, which waits for the lock: the lock and that append.
+async fn append_held_by_a_lock(
+    f: &Fixture,
+    name: &str,
+    first: &str,
+    then: &str,
+) -> (fs::File, Request<WriterRegistry, AppendFor>) {
     f.registry
-        .send(AppendFor::new(site("held_test"), "H0"))
+        .send(AppendFor::new(site(name), first))
         .await
         .unwrap()
         .unwrap();
-    let log = lock_elsewhere(f.dir.path(), "held_test");
-    let held = f.registry.send(AppendFor::new(site("held_test"), "H1"));
+    let log = lock_elsewhere(f.dir.path(), name);
+    (log, f.registry.send(AppendFor::new(site(name), then)))
+}
+
+#[actix::test]
+async fn a_log_locked_elsewhere_holds_up_only_its_own_work() {
+    let f = start_on_one_thread();
+    let (log, held) = append_held_by_a_lock(&f, "held_test", "H0", "H1").await;
     // The only writer thread does not wait for that lock: another log's
     // append, sent after, is written meanwhile.
     let free = f.registry.send(AppendFor::new(site("free_test"), "F1"));
@@ -452,4 +463,32 @@ async fn a_delivery_of_a_log_locked_elsewhere_runs_once_it_is_free() {
         .unwrap();
     assert_eq!(report.moved, 2);
     assert!(log_lines(f.dir.path(), "later_test").is_empty());
+}
+
+#[actix::test]
+async fn closing_gives_up_soon_on_a_log_locked_elsewhere() {
+    let f = start_on_one_thread();
+    let (log, held) = append_held_by_a_lock(&f, "stuck_test", "S0", "S1").await;
+    let other = f.registry.send(AppendFor::new(site("other_test"), "O1"));
+    other.await.unwrap().unwrap();
+    // Shutdown does not wait the 30 s an append would: about a second,
+    // then the waiting append is answered with an error.
+    let began = Instant::now();
+    actix_rt::time::timeout(Duration::from_secs(5), f.registry.send(CloseAll))
+        .await
+        .expect("closing waited too long for a log locked elsewhere")
+        .unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+    let answer = actix_rt::time::timeout(Duration::from_secs(1), held)
+        .await
+        .expect("the held append was answered")
+        .unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(log_lines(f.dir.path(), "stuck_test"), ["S0"]);
+    assert_eq!(log_lines(f.dir.path(), "other_test"), ["O1"]);
+    drop(log);
 }

@@ -46,6 +46,10 @@ const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
 /// How long work waits for a log that stays locked elsewhere before it is
 /// answered with an error (the queue IDs stay in `deferred/` regardless).
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(30);
+/// The same limit once the writer is asked to close (shutdown): a flushd
+/// that master(8) replaced must let go of the queue soon, and its
+/// successor waits only so long for the queue lock.
+const LOCK_WAIT_WHEN_CLOSING: Duration = Duration::from_secs(1);
 
 /// Whether the work at hand got done or found the log locked elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,19 +179,26 @@ impl LogWriter {
     }
 
     /// Schedules the next try at a log locked elsewhere, or gives up on the
-    /// work waiting for it after [`LOCK_WAIT_LIMIT`].
+    /// work waiting for it after [`LOCK_WAIT_LIMIT`] ([`LOCK_WAIT_WHEN_CLOSING`]
+    /// once asked to close).
     fn wait_for_lock(&mut self, ctx: &mut Context<Self>) {
         if self.lock_wait.is_none() {
             self.shared.stats.locked_elsewhere.incr();
         }
+        let limit = if self.closers.is_empty() {
+            LOCK_WAIT_LIMIT
+        } else {
+            LOCK_WAIT_WHEN_CLOSING
+        };
         let wait = self.lock_wait.get_or_insert_with(|| LockWait {
             since: Instant::now(),
             pause: LOCK_RETRY_FIRST,
             scheduled: false,
         });
-        if wait.since.elapsed() >= LOCK_WAIT_LIMIT {
+        let waited = wait.since.elapsed();
+        if waited >= limit {
             self.lock_wait = None;
-            self.give_up_waiting();
+            self.give_up_waiting(waited);
             return;
         }
         if wait.scheduled {
@@ -204,12 +215,13 @@ impl LogWriter {
         });
     }
 
-    /// Answers the appends and deliveries that waited [`LOCK_WAIT_LIMIT`] for
-    /// the log with an error.
-    fn give_up_waiting(&mut self) {
+    /// Answers the appends and deliveries that waited `waited` for the log
+    /// with an error.
+    fn give_up_waiting(&mut self, waited: Duration) {
         log::warn!(
-            "flush/{} stayed locked by someone else for {LOCK_WAIT_LIMIT:?}; answering the {} appends and {} deliveries waiting for it with an error",
+            "flush/{} stayed locked by someone else for {waited:.1?}{}; answering the {} appends and {} deliveries waiting for it with an error",
             self.site,
+            if self.closers.is_empty() { "" } else { " (closing)" },
             self.waiting.len(),
             self.deliveries.len()
         );

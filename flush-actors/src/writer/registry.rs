@@ -635,10 +635,10 @@ impl Handler<CloseAll> for WriterRegistry {
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> Self::Result {
         let writers: Vec<WriterAddr> = self.writers.drain().map(|(_, r)| r.writer).collect();
+        // All at once: a writer still waiting for a log locked elsewhere
+        // holds up only itself.
         Box::pin(async move {
-            for writer in writers {
-                let _ = writer.send(CloseLog).await;
-            }
+            join_all(writers.iter().map(|writer| writer.send(CloseLog))).await;
         })
     }
 }
