@@ -206,14 +206,16 @@ struct PostfixOutput {
 }
 
 impl PostfixOutput {
-    /// Logs `text` at `level` on the route, or on stderr with the reason the
+    /// Logs `text` at `level` on the route, one record per line of it (a
+    /// record is one line of the maillog), or on stderr with the reason the
     /// route failed.
     fn write(&mut self, level: Level, text: &str) {
-        let line = self
-            .route
-            .record(&self.tag, level, &ZonedDateTime::now(), text);
-        if let Err(e) = self.send(&line) {
-            let _ = writeln!(io::stderr(), "flushd: {e}: {line}");
+        let now = ZonedDateTime::now();
+        for part in text.lines().filter(|part| !part.trim().is_empty()) {
+            let line = self.route.record(&self.tag, level, &now, part);
+            if let Err(e) = self.send(&line) {
+                let _ = writeln!(io::stderr(), "flushd: {e}: {line}");
+            }
         }
     }
 
@@ -270,6 +272,8 @@ pub fn route_to(route: Route, tag: Tag) {
 /// Reports the error that ends the process: on the Postfix route if there
 /// is one (whatever the level), else on stderr.
 pub fn fatal(text: &str) {
+    // The route writes its own severity (clap's errors carry one).
+    let text = text.strip_prefix("error: ").unwrap_or(text);
     let postfix = LOGGER.get().map(|logger| &logger.postfix);
     let mut postfix = postfix.map(|output| output.lock().unwrap_or_else(|e| e.into_inner()));
     match postfix.as_mut().and_then(|output| output.as_mut()) {
@@ -453,5 +457,17 @@ mod tests {
         output.send("four").unwrap();
         let n = reader.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"four");
+        // A text of several lines (a usage error, say) is a record per line.
+        output.write(Level::Error, "five\n\n  \nsix\n");
+        for expected in ["five", "six"] {
+            let n = reader.recv(&mut buf).unwrap();
+            let record = std::str::from_utf8(&buf[..n]).unwrap();
+            assert!(
+                record.ends_with(&format!("]: error: {expected}")),
+                "{record}"
+            );
+        }
+        reader.set_nonblocking(true).unwrap();
+        assert!(reader.recv(&mut buf).is_err(), "no record for blank lines");
     }
 }

@@ -369,3 +369,34 @@ fn wakeups_concurrency_reload_and_idle_exit_under_master() {
     lab.stop().expect("stop lab");
     assert!(lab.processes().is_empty());
 }
+
+#[test]
+fn a_flushd_that_cannot_start_says_why_in_the_maillog() {
+    if !require_postfix() {
+        return;
+    }
+    let opts = LabOptions {
+        flush_command: Some(flushd_binary()),
+        flush_args: vec!["--no-such-option".to_string()],
+        ..LabOptions::default()
+    };
+    let mut lab = PostfixLab::new(opts).expect("create lab");
+    lab.start().expect("start lab");
+    // master starts flushd for this client, and flushd refuses its command
+    // line: the client gets no answer, the operator gets the reason where
+    // Postfix's daemons put theirs (stderr is /dev/null under master).
+    let _client = std::os::unix::net::UnixStream::connect(lab.queue_dir().join("public/flush"))
+        .expect("connect to the flush service");
+    let said_why = |maillog: &str| {
+        maillog.lines().any(|line| {
+            line.contains(" postfix/flushd[")
+                && line.contains("]: error: unexpected argument '--no-such-option'")
+        })
+    };
+    assert!(
+        wait_until(WAIT, || said_why(&lab.maillog())),
+        "maillog:\n{}",
+        lab.maillog()
+    );
+    lab.stop().expect("stop lab");
+}

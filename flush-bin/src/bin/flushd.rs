@@ -76,7 +76,9 @@ struct Args {
 
 fn main() -> ExitCode {
     // First of all: the descriptors master(8) may have passed.
-    let started = master::detect().and_then(|inherited| match inherited {
+    let inherited = master::detect();
+    let under_master = matches!(inherited, Ok(Some(_)));
+    let started = inherited.and_then(|inherited| match inherited {
         None => Ok((Args::parse(), None)),
         Some(inherited) => master_args(inherited).map(|(args, mode)| (args, Some(mode))),
     });
@@ -86,8 +88,9 @@ fn main() -> ExitCode {
     };
     let level = if verbose > 0 { "debug" } else { "info" };
     logging::init(level);
-    if matches!(started, Ok((_, Some(_)))) {
-        // Until main.cf is read, log where master's environment says.
+    if under_master {
+        // Until main.cf is read (and for a bad command line), log where
+        // master's environment says: stderr is /dev/null.
         let syslog_name = std::env::var("MAIL_LOGTAG").unwrap_or_else(|_| "postfix".into());
         logging::route_to(
             Route::from_environment(),
