@@ -123,7 +123,7 @@ impl LineFramer {
 }
 
 fn find_lf(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Server side of the line protocol: decodes request lines, encodes replies.

@@ -222,7 +222,7 @@ impl StringReader {
     ) -> Result<Option<usize>, ProtoError> {
         let window = src.len().min(max.saturating_add(1));
         let start = self.searched.min(window);
-        match src[start..window].iter().position(|&b| b == 0) {
+        match memchr::memchr(0, &src[start..window]) {
             Some(offset) => {
                 self.searched = 0;
                 Ok(Some(start + offset))
