@@ -109,6 +109,19 @@ fn defer(layout: &QueueLayout, id: &str) {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
 }
 
+/// Makes a deferred queue file for each of `ids` and appends them, one by
+/// one, to `name`'s log.
+async fn defer_and_log(f: &Fixture, name: &str, ids: &[&str]) {
+    for id in ids {
+        defer(&f.layout, id);
+        f.registry
+            .send(AppendFor::new(site(name), *id))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[actix::test]
 async fn appends_land_in_the_log_once() {
     let f = start(Duration::from_secs(100), 10);
@@ -180,14 +193,7 @@ async fn appends_that_queue_behind_a_locked_log_are_written_together() {
 #[actix::test]
 async fn delivery_moves_files_and_truncates_and_later_appends_survive() {
     let f = start(Duration::from_secs(100), 10);
-    for id in ["C1", "C2", "C3"] {
-        defer(&f.layout, id);
-        f.registry
-            .send(AppendFor::new(site("d_test"), id))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    defer_and_log(&f, "d_test", &["C1", "C2", "C3"]).await;
     // Queue a delivery and, right behind it, appends that must not be lost.
     let delivery = f
         .registry
@@ -439,14 +445,7 @@ async fn a_log_locked_elsewhere_holds_up_only_its_own_work() {
 #[actix::test]
 async fn a_delivery_of_a_log_locked_elsewhere_runs_once_it_is_free() {
     let f = start_on_one_thread();
-    for id in ["K1", "K2"] {
-        defer(&f.layout, id);
-        f.registry
-            .send(AppendFor::new(site("later_test"), id))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    defer_and_log(&f, "later_test", &["K1", "K2"]).await;
     let log = lock_elsewhere(f.dir.path(), "later_test");
     let mut delivery = Box::pin(
         f.registry

@@ -21,7 +21,7 @@ use log::{Level, Log, Metadata, Record};
 use std::io::{self, Write as _};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Postfix cuts a record's text at this many bytes ("unlimited logging is a
 /// liability", `msg_logger.c`).
@@ -241,6 +241,13 @@ impl PostfixOutput {
 
 static LOGGER: OnceLock<FlushdLogger> = OnceLock::new();
 
+impl FlushdLogger {
+    /// The Postfix route, if any (a panic while logging does not lose it).
+    fn postfix(&self) -> MutexGuard<'_, Option<PostfixOutput>> {
+        self.postfix.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Installs the logger: stderr, at `RUST_LOG`'s level or `default_level`.
 pub fn init(default_level: &str) {
     let stderr =
@@ -265,7 +272,7 @@ pub fn route_to(route: Route, tag: Tag) {
             tag,
             socket: None,
         };
-        *logger.postfix.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
+        *logger.postfix() = Some(output);
     }
 }
 
@@ -274,8 +281,7 @@ pub fn route_to(route: Route, tag: Tag) {
 pub fn fatal(text: &str) {
     // The route writes its own severity (clap's errors carry one).
     let text = text.strip_prefix("error: ").unwrap_or(text);
-    let postfix = LOGGER.get().map(|logger| &logger.postfix);
-    let mut postfix = postfix.map(|output| output.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut postfix = LOGGER.get().map(FlushdLogger::postfix);
     match postfix.as_mut().and_then(|output| output.as_mut()) {
         Some(output) => output.write(Level::Error, text),
         None => {
@@ -293,7 +299,7 @@ impl Log for FlushdLogger {
         if !self.stderr.matches(record) {
             return;
         }
-        let mut postfix = self.postfix.lock().unwrap_or_else(|e| e.into_inner());
+        let mut postfix = self.postfix();
         match postfix.as_mut() {
             Some(output) => output.write(record.level(), &record.args().to_string()),
             None => {

@@ -515,39 +515,34 @@ impl SiteGroup {
     /// each one, and a one-entry group (the usual case with many sites)
     /// costs one allocation: its `Arc` of IDs.
     fn of(entries: Vec<(SitePath, String)>) -> Vec<SiteGroup> {
+        // Each entry's group, numbered as its site first appears.
         let mut group_of = Vec::with_capacity(entries.len());
-        let mut groups = 0;
         {
             let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
             for (site, _) in &entries {
-                let group = *index.entry(site.as_str()).or_insert(groups);
-                if group == groups {
-                    groups += 1;
-                }
-                group_of.push(group);
+                let next = index.len();
+                group_of.push(*index.entry(site.as_str()).or_insert(next));
             }
         }
-        let mut parts: Vec<(Option<SitePath>, Positions, SmallVec<[String; 1]>)> =
-            (0..groups).map(|_| Default::default()).collect();
+        // A group's first entry brings its site and starts it.
+        let mut parts: Vec<(SitePath, Positions, SmallVec<[String; 1]>)> = Vec::new();
         for (position, ((site, id), group)) in entries.into_iter().zip(group_of).enumerate() {
-            let (first_site, positions, ids) = &mut parts[group];
-            first_site.get_or_insert(site);
+            if group == parts.len() {
+                parts.push((site, Positions::new(), SmallVec::new()));
+            }
+            let (_, positions, ids) = &mut parts[group];
             positions.push(position);
             ids.push(id);
         }
-        // Every group got its site with its first entry.
         parts
             .into_iter()
-            .filter_map(|(site, positions, ids)| {
-                let ids: Arc<[String]> = match ids.into_inner() {
+            .map(|(site, positions, ids)| SiteGroup {
+                site,
+                positions,
+                ids: match ids.into_inner() {
                     Ok(one) => Arc::new(one),
                     Err(more) => more.into_vec().into(),
-                };
-                Some(SiteGroup {
-                    site: site?,
-                    positions,
-                    ids,
-                })
+                },
             })
             .collect()
     }
