@@ -65,7 +65,7 @@ pub fn rate(requests: u64, took: Duration) -> f64 {
 }
 
 /// Opens (creating) a log for appending, without following a symlink.
-fn open_log(path: &Path) -> io::Result<File> {
+pub(super) fn open_log(path: &Path) -> io::Result<File> {
     let flags = OFlags::CREATE | OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(File::from(rustix::fs::openat(
         CWD,
@@ -76,7 +76,7 @@ fn open_log(path: &Path) -> io::Result<File> {
 }
 
 /// One line, written under the log's exclusive lock.
-fn append_locked(mut file: &File, line: &str) -> io::Result<()> {
+pub(super) fn append_locked(mut file: &File, line: &str) -> io::Result<()> {
     rustix::fs::flock(file, FlockOperation::LockExclusive)?;
     let written = file.write_all(line.as_bytes());
     rustix::fs::flock(file, FlockOperation::Unlock)?;

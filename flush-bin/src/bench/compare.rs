@@ -37,6 +37,7 @@ use super::load::{self, LoadOptions, LoadReport, Target};
 use super::memory::{mib, status_kib, ProcessSelector};
 use super::mix::Mix;
 use super::qmgr::{QmgrKind, QmgrSink};
+use super::server_floor::FloorServer;
 use super::table::{median, Goal, Row, Unit};
 use super::transport::postfix_request;
 use crate::lab::{postfix_available, LabOptions, PostfixLab};
@@ -54,10 +55,10 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a purge's progress is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// How long after the last writer retired the idle RSS is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(10);
 /// Where the deny runs' sites live: a domain no `fast_flush_domains` of a
 /// compare run lists (`.invalid` is reserved, RFC 2606).
 const UNLISTED_DOMAIN: &str = "unlisted.invalid";
-const IDLE_SETTLE: Duration = Duration::from_secs(10);
 
 /// How to compare.
 #[derive(Debug, Clone)]
@@ -176,6 +177,8 @@ struct Results {
     add_memory_kib: Pair,
     /// flushd answering DENY over the Postfix protocol: no file work.
     deny_rate: Vec<f64>,
+    /// The plain threaded server that only appends, same adds.
+    server_floor_rate: Vec<f64>,
     line_rate: Pair,
     line_p99_ms: Pair,
     many_line_rate: Pair,
@@ -302,6 +305,9 @@ impl<'a> Runner<'a> {
                     let d = self.flushd_denied(s.postfix_adds, s.sites)?;
                     progress(round, &label, "flushd, all DENY", &describe(&d));
                     r.deny_rate.push(d.rate());
+                    let floor = self.server_floor_adds(s.postfix_adds, s.sites)?;
+                    progress(round, &label, "plain threaded server", &describe(&floor));
+                    r.server_floor_rate.push(floor.rate());
                 }
             }
             Workload::Line => {
@@ -430,6 +436,29 @@ impl<'a> Runner<'a> {
             ensure!(logs == 0, "flushd wrote {logs} logs for denied sites");
             Ok(())
         })
+    }
+
+    /// The same adds to the plain threaded server of [`FloorServer`], one
+    /// thread per client, on a fresh queue directory; checked.
+    fn server_floor_adds(&self, requests: u64, sites: u64) -> Result<LoadReport> {
+        let root = scratch_dir("server-floor")?;
+        let queue = FlushdProcess::prepare_queue(root.path())?;
+        let socket = root.path().join("flush.floor");
+        let keep_open = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS;
+        let server = FloorServer::start(&socket, &queue, self.options.concurrency, keep_open)
+            .context("start the plain threaded server")?;
+        settle();
+        let report = load::run(&self.load_options(Target::Postfix(socket), requests, sites));
+        let failures = server.stop();
+        let report = report?;
+        check_load(&report, requests, "plain threaded server")?;
+        ensure!(
+            failures == 0,
+            "plain threaded server: {failures} connections failed"
+        );
+        verify_adds(&queue, requests, sites, &self.options.domain)
+            .map_err(|e| anyhow::anyhow!("plain threaded server's adds incomplete: {e}"))?;
+        Ok(report)
     }
 
     /// Runs `requests` adds for `sites` sites of `domain` against a fresh
@@ -738,6 +767,13 @@ fn rows(r: &Results, s: Sizes, options: &CompareOptions) -> Vec<Row> {
             goal: Goal::Report,
         },
         Row {
+            workload: "  same run: flushd vs a plain server that only appends, the floor (a thread per client; no event loop, actors, batching, matching or memory of IDs; reference: that server)".into(),
+            reference: median(&r.server_floor_rate),
+            flushd: r.add_rate.flushd(),
+            unit: Unit::Rate,
+            goal: Goal::Report,
+        },
+        Row {
             workload: format!(
                 "add, line protocol, {c} connections x {w} pipelined, S={sites}, N={line_n}: requests/s (reference: Postfix's add over its protocol)"
             ),
@@ -883,6 +919,7 @@ mod tests {
                 flushd: vec![700_000.0],
             },
             deny_rate: vec![45_000.0, 44_000.0, 47_000.0],
+            server_floor_rate: vec![60_000.0, 50_000.0, 55_000.0],
             ..Results::default()
         };
         let options = CompareOptions {
@@ -900,14 +937,18 @@ mod tests {
         assert_eq!(rows[0].flushd, Some(40_000.0));
         assert_eq!(rows[0].met(), Some(true));
         // Rows without measurements are left out.
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert!(rows[1].workload.contains("DENY"));
         assert_eq!(rows[1].reference, Some(12_000.0));
         assert_eq!(rows[1].flushd, Some(45_000.0));
         assert_eq!(rows[1].met(), None);
-        assert!(rows[2].workload.contains("16 connections x 8"));
-        assert_eq!(rows[2].reference, Some(12_000.0));
-        assert_eq!(rows[2].met(), Some(true));
+        assert!(rows[2].workload.contains("only appends"));
+        assert_eq!(rows[2].reference, Some(55_000.0));
+        assert_eq!(rows[2].flushd, Some(40_000.0));
+        assert_eq!(rows[2].met(), None);
+        assert!(rows[3].workload.contains("16 connections x 8"));
+        assert_eq!(rows[3].reference, Some(12_000.0));
+        assert_eq!(rows[3].met(), Some(true));
         assert!(rows.iter().all(|row| row.flushd.is_some()));
     }
 }

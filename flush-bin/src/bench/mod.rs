@@ -11,6 +11,8 @@
 //! - [`load`]: C concurrent clients sending N requests;
 //! - [`adds`]: the check that an add run put every ID in its log;
 //! - [`append_floor`]: the same appends in a plain loop, the file-system floor;
+//! - [`server_floor`]: a plain threaded server that only appends, the floor
+//!   of adds over the Postfix protocol;
 //! - [`fixture`]: deferred queue files and logfiles to deliver, the check
 //!   that they were delivered, and the utime + rename floor;
 //! - [`qmgr`]: a FIFO at `public/qmgr` that is read and discarded;
@@ -29,5 +31,6 @@ pub mod memory;
 pub mod mix;
 pub mod names;
 pub mod qmgr;
+pub mod server_floor;
 pub mod table;
 pub mod transport;

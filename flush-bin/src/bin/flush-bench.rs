@@ -7,6 +7,7 @@
 //!   check that they were;
 //! - `floor`: the utime + rename loop a delivery cannot beat;
 //! - `append-floor`: the locked appends of an add run in a plain loop;
+//! - `server-floor`: a plain threaded server that only appends, to load;
 //! - `compare --postfix`: Postfix's flush(8) and flushd, alternately, one table.
 
 use anyhow::{bail, Context as _, Result};
@@ -22,6 +23,7 @@ use flush_bin::bench::memory::ProcessSelector;
 use flush_bin::bench::mix::Mix;
 use flush_bin::bench::names::DEFAULT_DOMAIN;
 use flush_bin::bench::qmgr::QmgrKind;
+use flush_bin::bench::server_floor::FloorServer;
 use flush_bin::bench::table;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ enum Command {
     Floor(FixtureArgs),
     /// Time the appends of an add run in a plain one-thread loop (the file-system floor of adds).
     AppendFloor(AppendFloorArgs),
+    /// Serve adds over the Postfix protocol with a plain threaded server that only appends (the server floor), until interrupted.
+    ServerFloor(ServerFloorArgs),
     /// Run the workloads on a private Postfix and on flushd, alternately, and print one table.
     Compare(CompareArgs),
 }
@@ -144,6 +148,22 @@ struct AppendFloorArgs {
     /// Parent domain of the sites.
     #[arg(long, default_value = DEFAULT_DOMAIN)]
     domain: String,
+}
+
+#[derive(Debug, Args)]
+struct ServerFloorArgs {
+    /// The queue directory (its flush/ must exist).
+    #[arg(long, value_name = "DIR")]
+    queue: PathBuf,
+    /// The UNIX socket to listen on (must not exist).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// Serving threads: one per concurrent client leaves nobody waiting.
+    #[arg(long, default_value_t = 16)]
+    threads: usize,
+    /// Logs kept open between appends (flushd's default --max-open-logs).
+    #[arg(long, default_value_t = flush_actors::writer::DEFAULT_MAX_OPEN_LOGS)]
+    keep_open: usize,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +272,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 append_floor::rate(args.requests, took)
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ServerFloor(args) => {
+            let _server =
+                FloorServer::start(&args.socket, &args.queue, args.threads, args.keep_open)
+                    .with_context(|| format!("listen on {}", args.socket.display()))?;
+            eprintln!(
+                "serving adds on {} with {} threads; interrupt to stop",
+                args.socket.display(),
+                args.threads
+            );
+            // The threads serve until the process is interrupted.
+            loop {
+                std::thread::park();
+            }
         }
         Command::Compare(args) => compare_command(args),
     }
