@@ -372,7 +372,14 @@ impl LogWriter {
             let result = match (result, finished) {
                 (Ok(report), Ok(())) => {
                     act.shared.stats.deliveries.incr();
-                    log::info!(
+                    // An ETRN is worth a line; a sweep's thousands are
+                    // summed up by the janitor (flush(8) logs neither).
+                    let level = match how {
+                        DeliverHow::SendSite => log::Level::Info,
+                        DeliverHow::Refresh => log::Level::Debug,
+                    };
+                    log::log!(
+                        level,
                         "delivered flush/{}: {} queued for delivery, {} missing, in {:?}",
                         act.site,
                         report.moved + report.already_incoming,

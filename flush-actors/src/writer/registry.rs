@@ -579,12 +579,15 @@ impl WriterRegistry {
 }
 
 impl Handler<DeliverFor> for WriterRegistry {
-    type Result = ResponseActFuture<Self, Result<MoveReport, ActorError>>;
+    // A plain future, not one of the registry's own: an actor polls all of
+    // its futures whenever any of them wakes, and a sweep keeps dozens of
+    // deliveries waiting here at once.
+    type Result = ResponseFuture<Result<MoveReport, ActorError>>;
 
     fn handle(&mut self, msg: DeliverFor, ctx: &mut Context<Self>) -> Self::Result {
         self.stats().registry.handled();
         let Some(routed) = self.writer_for(&msg.site, Instant::now()) else {
-            return Box::pin(fut::ready(Err(ActorError::Worker("no writer arbiter"))));
+            return Box::pin(async { Err(ActorError::Worker("no writer arbiter")) });
         };
         let arbiter = routed.arbiter;
         let writer = Arc::clone(&routed.writer);
@@ -592,18 +595,36 @@ impl Handler<DeliverFor> for WriterRegistry {
         let send = self.deliver_on_arbiter(arbiter, routed, DeliverLog { how: msg.how });
         let stats = Arc::clone(&self.settings.stats);
         let registry = ctx.address();
-        let answered = send.into_actor(self).map(move |answer, act, _| {
-            act.delivery_answered(&msg.site, &writer);
-            (msg, answer)
-        });
-        Box::pin(answered.then(|(msg, answer), _, _| {
-            fut::wrap_future(async move {
-                match answer? {
-                    Some(report) => Ok(report),
-                    None => reroute(&registry, &stats, msg.retry()?).await?,
-                }
-            })
-        }))
+        Box::pin(async move {
+            let answer = send.await;
+            registry.do_send(DeliveryAnswered {
+                site: msg.site.clone(),
+                writer,
+            });
+            match answer? {
+                Some(report) => Ok(report),
+                None => reroute(&registry, &stats, msg.retry()?).await?,
+            }
+        })
+    }
+}
+
+/// A delivery routed to `writer` was answered (or dropped): the registry's
+/// own note, so that the writer may retire again.
+struct DeliveryAnswered {
+    site: SitePath,
+    writer: WriterAddr,
+}
+
+impl Message for DeliveryAnswered {
+    type Result = ();
+}
+
+impl Handler<DeliveryAnswered> for WriterRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliveryAnswered, _: &mut Context<Self>) {
+        self.delivery_answered(&msg.site, &msg.writer);
     }
 }
 
