@@ -73,10 +73,10 @@ pub struct Delivery {
     lock: Arc<HeldLock>,
 }
 
-/// An exclusive `flock` released when dropped. Holds its own descriptor of
-/// the log (a `dup`, which shares the lock), so it outlives any borrow.
+/// An exclusive `flock` released when dropped. Shares the log's descriptor,
+/// so it outlives any borrow (and the log being closed) without a `dup`.
 #[derive(Debug)]
-struct HeldLock(File);
+struct HeldLock(Arc<File>);
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
@@ -112,7 +112,8 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
-    file: File,
+    /// Shared with the lock of a delivery in progress.
+    file: Arc<File>,
     /// IDs the log holds since its last truncation, at most [`MAX_TRACKED_IDS`].
     seen: IdSet,
     /// The file as `seen` describes it; `None` means "re-read before use".
@@ -153,7 +154,7 @@ impl LogFile {
     fn with_file(path: PathBuf, file: File) -> LogFile {
         LogFile {
             path,
-            file,
+            file: Arc::new(file),
             seen: IdSet::new(),
             snapshot: None,
             delivery: Weak::new(),
@@ -217,7 +218,7 @@ impl LogFile {
         meta: &std::fs::Metadata,
     ) -> io::Result<AppendReport> {
         if self.remember && self.snapshot.as_ref() != Some(&Snapshot::of(meta)) {
-            self.resync()?;
+            self.resync(meta)?;
         }
         let mut report = AppendReport::default();
         // IDs of this batch that `seen` does not take (no memory, or full).
@@ -255,7 +256,7 @@ impl LogFile {
         // `seen` already lists the batch: until the write is known to have
         // landed, it must not be trusted.
         self.snapshot = None;
-        (&self.file).write_all(&buf)?;
+        (&*self.file).write_all(&buf)?;
         report.bytes = buf.len();
         if self.remember {
             self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
@@ -263,11 +264,13 @@ impl LogFile {
         Ok(report)
     }
 
-    /// Rebuilds `seen` from the file (at most [`MAX_TRACKED_IDS`] IDs).
-    fn resync(&mut self) -> io::Result<()> {
+    /// Rebuilds `seen` from the file, locked and as `meta` describes it (at
+    /// most [`MAX_TRACKED_IDS`] IDs). Reading does not change what the
+    /// snapshot compares, so `meta` is the new snapshot.
+    fn resync(&mut self, meta: &std::fs::Metadata) -> io::Result<()> {
         self.seen.clear();
         let seen = &mut self.seen;
-        scan_lines(&self.file, |line| {
+        scan_lines(&self.file, meta.len(), |line| {
             if let Line::Text(text) = line {
                 if let Ok(id) = std::str::from_utf8(text) {
                     if validate_queue_id(id).is_ok() {
@@ -277,7 +280,7 @@ impl LogFile {
             }
             seen.len() < MAX_TRACKED_IDS
         })?;
-        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
+        self.snapshot = Some(Snapshot::of(meta));
         Ok(())
     }
 
@@ -298,21 +301,15 @@ impl LogFile {
                 "a delivery holds the log",
             ));
         }
-        self.lock_live()?;
-        let lock = match self.file.try_clone() {
-            Ok(dup) => Arc::new(HeldLock(dup)),
-            Err(e) => {
-                let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
-                return Err(e);
-            }
-        };
+        let size = self.lock_live()?.len();
         // From here on, an early return drops `lock` and so unlocks.
+        let lock = Arc::new(HeldLock(Arc::clone(&self.file)));
         let mut ids = Vec::new();
         let mut filter = IdSet::new();
         let mut lines_read = 0usize;
         let mut left_out = 0usize;
         let path = &self.path;
-        scan_lines(&self.file, |line| {
+        scan_lines(&self.file, size, |line| {
             lines_read += 1;
             let id = match line {
                 Line::Text(text) => std::str::from_utf8(text)
@@ -378,8 +375,9 @@ impl LogFile {
         if let Err(e) = rustix::fs::futimens(&self.file, &times) {
             log::warn!("update {} time stamps: {e}", self.path.display());
         }
+        // The next append rebuilds it, which reads nothing while the log
+        // stays empty.
         self.seen.clear();
-        self.snapshot = Some(Snapshot::of(&self.file.metadata()?));
         drop(delivery);
         Ok(())
     }
@@ -421,7 +419,7 @@ impl LogFile {
                 return Ok(meta);
             }
             let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
-            self.file = open_or_create(&self.path)?;
+            self.file = Arc::new(open_or_create(&self.path)?);
             self.snapshot = None;
             self.seen.clear();
         }
@@ -558,18 +556,23 @@ impl Line<'_> {
     }
 }
 
-/// Calls `each` on every line of `file` from its start (a last line without
-/// a newline counts too) until it returns false. Memory stays bounded
-/// whatever the file holds: a chunk buffer and one line of at most
+/// Calls `each` on every line of the first `size` bytes of `file` (a last
+/// line without a newline counts too) until it returns false. `size` is the
+/// file's size under our lock: everyone who appends takes the lock, so the
+/// file ends there and no read is spent to find its end. Memory stays
+/// bounded whatever the file holds: a chunk buffer and one line of at most
 /// [`MAX_QUEUE_ID_LEN`] bytes.
-fn scan_lines(file: &File, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result<()> {
+fn scan_lines(file: &File, size: u64, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result<()> {
     // Most logs are short: start small (a writer opening an empty log pays
     // for zeroing this buffer), and grow once a read fills it.
-    let mut chunk = vec![0u8; FIRST_READ_CHUNK];
+    let left = |offset: u64| usize::try_from(size - offset).unwrap_or(usize::MAX);
+    let mut chunk = vec![0u8; left(0).min(FIRST_READ_CHUNK)];
     let mut line = PartialLine::default();
     let mut offset = 0u64;
-    loop {
-        let n = match file.read_at(&mut chunk, offset) {
+    while offset < size {
+        let want = chunk.len().min(left(offset));
+        let n = match file.read_at(&mut chunk[..want], offset) {
+            // Shorter than it was under the lock: someone ignored the lock.
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -579,8 +582,8 @@ fn scan_lines(file: &File, mut each: impl FnMut(Line<'_>) -> bool) -> io::Result
         if !line.feed(&chunk[..n], &mut each) {
             return Ok(());
         }
-        if n == chunk.len() && chunk.len() < READ_CHUNK {
-            chunk = vec![0u8; READ_CHUNK];
+        if n == chunk.len() && chunk.len() < READ_CHUNK && offset < size {
+            chunk = vec![0u8; left(offset).min(READ_CHUNK)];
         }
     }
     if !line.text.is_empty() || line.too_long {
@@ -640,7 +643,7 @@ mod tests {
         let tmp = tempfile::tempfile().unwrap();
         (&tmp).write_all(content).unwrap();
         let mut out = Vec::new();
-        scan_lines(&tmp, |line| {
+        scan_lines(&tmp, content.len() as u64, |line| {
             out.push((matches!(line, Line::TooLong(_)), line.bytes().to_vec()));
             true
         })
@@ -688,6 +691,26 @@ mod tests {
         }
         assert!(content.len() > 3 * READ_CHUNK);
         assert_eq!(lines_of(&content), want);
+    }
+
+    #[test]
+    fn a_scan_reads_up_to_the_size_seen_under_the_lock() {
+        let tmp = tempfile::tempfile().unwrap();
+        (&tmp).write_all(b"A\nB\n").unwrap();
+        let scan = |size| {
+            let mut out = Vec::new();
+            scan_lines(&tmp, size, |line| {
+                out.push(line.bytes().to_vec());
+                true
+            })
+            .unwrap();
+            out
+        };
+        // Bytes past the size (written by someone who ignored the lock).
+        assert_eq!(scan(2), vec![b"A".to_vec()]);
+        // A file shorter than its size was: what is there.
+        assert_eq!(scan(100), vec![b"A".to_vec(), b"B".to_vec()]);
+        assert!(scan(0).is_empty());
     }
 
     #[test]
