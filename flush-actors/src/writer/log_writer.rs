@@ -117,9 +117,25 @@ impl LogWriter {
     }
 
     /// Opens the log if it is not open, keeping it open only with a free slot.
+    /// The log, opened (and created if missing) unless it is open already.
     fn open_log(&mut self) -> io::Result<&mut OpenLog> {
+        self.ensure_open(true)?
+            .ok_or_else(|| io::Error::other("log vanished"))
+    }
+
+    /// Opens the log unless it is open already. Without `create` a missing
+    /// log is `None`: a delivery has nothing to do, and creates nothing.
+    fn ensure_open(&mut self, create: bool) -> io::Result<Option<&mut OpenLog>> {
         if self.log.is_none() {
-            let file = LogFile::open(&self.shared.flush_dir, self.site.as_ref())?;
+            let (dir, site) = (&self.shared.flush_dir, self.site.as_ref());
+            let file = if create {
+                LogFile::open(dir, site)?
+            } else {
+                match LogFile::open_existing(dir, site)? {
+                    Some(file) => file,
+                    None => return Ok(None),
+                }
+            };
             let slot = self.shared.budget.try_acquire();
             // Without a slot the log is closed after this write: remembering
             // its IDs would mean re-reading it whole on every open.
@@ -131,10 +147,7 @@ impl LogWriter {
             self.shared.stats.open_files.incr();
             self.log = Some(OpenLog { file, slot });
         }
-        match self.log.as_mut() {
-            Some(log) => Ok(log),
-            None => Err(io::Error::other("log vanished")),
-        }
+        Ok(self.log.as_mut())
     }
 
     fn close_log(&mut self) {
@@ -332,15 +345,10 @@ impl LogWriter {
 
     /// Locks and reads the log; `None` when there is no log (nothing to deliver).
     fn begin_delivery(&mut self) -> io::Result<Option<Delivery>> {
-        if self.log.is_none() {
-            let path = self.shared.flush_dir.join(self.site.as_ref());
-            match std::fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                _ => {}
-            }
+        match self.ensure_open(false)? {
+            Some(log) => log.file.take_for_delivery().map(Some),
+            None => Ok(None),
         }
-        let log = self.open_log()?;
-        log.file.take_for_delivery().map(Some)
     }
 
     /// Hands the IDs to the queue trigger; truncates the log when they are moved.
