@@ -116,15 +116,15 @@ impl LogWriter {
         self.delivering || !self.waiting.is_empty() || !self.deliveries.is_empty()
     }
 
-    /// Opens the log if it is not open, keeping it open only with a free slot.
     /// The log, opened (and created if missing) unless it is open already.
     fn open_log(&mut self) -> io::Result<&mut OpenLog> {
         self.ensure_open(true)?
             .ok_or_else(|| io::Error::other("log vanished"))
     }
 
-    /// Opens the log unless it is open already. Without `create` a missing
-    /// log is `None`: a delivery has nothing to do, and creates nothing.
+    /// Opens the log unless it is open already, keeping it open only with a
+    /// free slot. Without `create` a missing log is `None`: a delivery has
+    /// nothing to do, and creates nothing.
     fn ensure_open(&mut self, create: bool) -> io::Result<Option<&mut OpenLog>> {
         if self.log.is_none() {
             let (dir, site) = (&self.shared.flush_dir, self.site.as_ref());

@@ -86,12 +86,12 @@ impl FloorServer {
     /// returns how many connections failed or were answered other than OK.
     pub fn stop(mut self) -> u64 {
         self.end();
-        let _ = std::fs::remove_file(&self.socket);
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Each thread sees the flag once its blocked `accept` returns: one
-    /// connection per thread wakes them all.
+    /// Ends every thread and removes the socket. Each thread sees the flag
+    /// once its blocked `accept` returns: one connection per thread wakes
+    /// them all.
     fn end(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for _ in &self.threads {
@@ -100,6 +100,7 @@ impl FloorServer {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
