@@ -144,7 +144,7 @@ impl LogFile {
     /// As [`LogFile::open`].
     pub fn open_existing(flush_dir: &Path, site_path: &str) -> io::Result<Option<LogFile>> {
         let path = logfile_path(flush_dir, site_path)?;
-        match crate::safe_open::open_existing_regular(&path, OFlags::RDWR | OFlags::APPEND) {
+        match open_existing_log(&path) {
             Ok(file) => Ok(Some(LogFile::with_file(path, file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -506,6 +506,22 @@ fn logfile_path(flush_dir: &Path, site_path: &str) -> io::Result<PathBuf> {
     Ok(flush_dir.join(site_path))
 }
 
+/// Opens an existing log for reading and appending. Our reads do not
+/// update its access time where the kernel lets us (`O_NOATIME`: we own the
+/// log): refresh picks logs by access time, and "unread" must mean "not
+/// delivered", as with flush(8), which never reads a log to add to it. A
+/// finished delivery sets the times itself.
+fn open_existing_log(path: &Path) -> io::Result<File> {
+    let access = OFlags::RDWR | OFlags::APPEND;
+    match crate::safe_open::open_existing_regular(path, access | OFlags::NOATIME) {
+        // Not the log's owner: reads may then touch the access time.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            crate::safe_open::open_existing_regular(path, access)
+        }
+        opened => opened,
+    }
+}
+
 /// Opens the log, creating it with mode 0600 if it does not exist. Most
 /// opens find the log there, so that is tried first (one `openat`).
 fn open_or_create(path: &Path) -> io::Result<File> {
@@ -513,11 +529,12 @@ fn open_or_create(path: &Path) -> io::Result<File> {
         | OFlags::EXCL
         | OFlags::RDWR
         | OFlags::APPEND
+        | OFlags::NOATIME
         | OFlags::NOFOLLOW
         | OFlags::CLOEXEC
         | OFlags::NOCTTY;
     for _ in 0..OPEN_ATTEMPTS {
-        match crate::safe_open::open_existing_regular(path, OFlags::RDWR | OFlags::APPEND) {
+        match open_existing_log(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             existing => return existing,
         }

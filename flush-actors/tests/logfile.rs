@@ -414,3 +414,51 @@ fn a_log_without_memory_skips_only_duplicates_within_a_batch() {
     let body = std::fs::read_to_string(dir.path().join("nomem_test")).unwrap();
     assert_eq!(body, "A1\nB2\nA1\n");
 }
+
+/// Refresh picks logs by access time: "unread" must mean "not delivered",
+/// as with flush(8), which never reads a log to add to it. A writer that
+/// re-reads a log to learn its IDs, or a delivery that moves nothing, must
+/// leave the access time alone.
+#[test]
+fn reading_a_log_to_append_or_for_an_aborted_delivery_keeps_its_access_time() {
+    let dir = flush_dir();
+    let path = log_path(dir.path());
+    fs::write(&path, "A1\nA2\n").unwrap();
+    let old_access = ago(2 * 86400);
+    let set_old = || {
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        // Modified after the last access: a plain read would update it.
+        f.set_times(
+            FileTimes::new()
+                .set_accessed(old_access)
+                .set_modified(ago(86400)),
+        )
+        .unwrap();
+    };
+    let access = || fs::metadata(&path).unwrap().atime();
+    let want = old_access
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    set_old();
+    let mut log = LogFile::open(dir.path(), SITE).unwrap();
+    log.append(&["B1"]).unwrap();
+    assert_eq!(
+        access(),
+        want,
+        "re-reading to append touched the access time"
+    );
+    assert_eq!(content(dir.path()), "A1\nA2\nB1\n");
+
+    set_old();
+    let mut log = LogFile::open_existing(dir.path(), SITE).unwrap().unwrap();
+    let delivery = log.take_for_delivery().unwrap();
+    assert_eq!(delivery.ids, ["A1", "A2", "B1"]);
+    log.abort_delivery(delivery).unwrap();
+    assert_eq!(
+        access(),
+        want,
+        "an aborted delivery touched the access time"
+    );
+}
