@@ -1,11 +1,13 @@
 //! A small blocking client of the line protocol, for flushctl and tests.
 
-use flush_proto::line::parse_reply_line;
+use bytes::BytesMut;
+use flush_proto::line::{parse_reply_line, ClientCodec};
 use flush_proto::{ProtoError, Reply, Request};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use tokio_util::codec::Encoder;
 
 /// Where `flushctl` connects when not told: `$FLUSHD_SOCKET`, else Postfix's
 /// default queue directory.
@@ -15,7 +17,7 @@ pub fn default_address() -> String {
 }
 
 /// Longest reply line read (the `stats` JSON is the longest).
-const MAX_REPLY: u64 = 16 * 1024 * 1024;
+const MAX_REPLY: usize = 16 * 1024 * 1024;
 
 /// A connection to flushd.
 pub struct LineClient {
@@ -53,9 +55,13 @@ impl LineClient {
     /// Sends one request and reads its reply.
     ///
     /// # Errors
-    /// The connection fails or the reply is malformed.
+    /// The request holds a line break (e.g. a site given as `$'x\npurge'`,
+    /// which would send a second request: nothing is sent), the connection
+    /// fails or the reply is malformed.
     pub fn request(&mut self, request: &Request) -> Result<Reply, ProtoError> {
-        writeln!(self.writer, "{}", request.to_line())?;
+        let mut line = BytesMut::new();
+        ClientCodec::new(MAX_REPLY).encode(request, &mut line)?;
+        self.writer.write_all(&line)?;
         self.writer.flush()?;
         self.read_reply()
     }
@@ -66,10 +72,36 @@ impl LineClient {
     /// The connection fails or closes, or the reply is malformed.
     pub fn read_reply(&mut self) -> Result<Reply, ProtoError> {
         let mut line = String::new();
-        let n = (&mut self.reader).take(MAX_REPLY).read_line(&mut line)?;
+        let n = (&mut self.reader)
+            .take(MAX_REPLY as u64)
+            .read_line(&mut line)?;
         if n == 0 {
             return Err(ProtoError::Truncated);
         }
         parse_reply_line(line.trim_end_matches(['\n', '\r']))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flush_proto::request::SendSite;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_request_with_a_line_break_is_refused_and_nothing_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flush.line");
+        let listener = UnixListener::bind(&path).unwrap();
+        let address = format!("unix:{}", path.display());
+        let mut client = LineClient::connect(&address, Duration::from_secs(5)).unwrap();
+        let smuggled = Request::SendSite(SendSite::new("x.test\npurge"));
+        assert!(client.request(&smuggled).is_err());
+        drop(client);
+        let (mut server_side, _) = listener.accept().unwrap();
+        let mut received = Vec::new();
+        server_side.read_to_end(&mut received).unwrap();
+        assert!(received.is_empty(), "{received:?}");
     }
 }
