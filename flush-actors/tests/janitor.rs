@@ -146,6 +146,20 @@ async fn purge_delivers_every_non_empty_log() {
     assert!(f.layout.path(INCOMING, "C1").exists());
 }
 
+/// flush(8) refreshes any name `mail_queue_id_ok()` accepts; flushd never
+/// makes an upper-case one, but one found there is delivered too, not
+/// skipped (while its stale empty twin would have been removed).
+#[actix::test]
+async fn refresh_delivers_a_log_named_in_upper_case() {
+    let f = start();
+    defer(&f.layout, "D1");
+    log(f.dir.path(), "Old_Test", &["D1"], DAY);
+    sweep_and_wait(&f, Sweep::Refresh).await;
+    assert_eq!(size(f.dir.path(), "Old_Test"), Some(0));
+    assert!(f.layout.path(INCOMING, "D1").exists());
+    assert_eq!(f.stats.logs_refreshed.get(), 1);
+}
+
 #[actix::test]
 async fn requests_during_a_sweep_do_not_start_a_second_one_at_once() {
     let f = start();

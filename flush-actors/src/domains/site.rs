@@ -39,15 +39,13 @@ impl SitePath {
         &self.0
     }
 
-    /// Accepts a file name found in `flush/` if it has the shape of a site
-    /// path (the janitor uses this to skip strangers such as `.tmp` files).
-    /// Upper-case letters are refused: `site_to_path` never makes them.
+    /// Accepts a file name found in `flush/` if it can be a log: the names
+    /// flush(8) considers (`mail_queue_id_ok()`: letters, digits and `_`, at
+    /// most [`MAX_SITE_PATH_LEN`] bytes), so that a refresh delivers what
+    /// flush(8)'s would, although [`site_to_path`] itself makes only lower
+    /// case. Anything else there (`.tmp` files and the like) is a stranger.
     pub fn from_file_name(name: &str) -> Option<SitePath> {
-        let ok = !name.is_empty()
-            && name.len() <= MAX_SITE_PATH_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let ok = name.len() <= MAX_SITE_PATH_LEN && flush_proto::validate_queue_id(name).is_ok();
         ok.then(|| SitePath(name.to_string()))
     }
 
@@ -267,9 +265,13 @@ mod tests {
         let p = site_to_path("Relay.Test").unwrap();
         assert_eq!(SitePath::from_file_name(p.as_str()), Some(p.clone()));
         assert_eq!(p.to_string(), "relay_test");
-        assert_eq!(SitePath::from_file_name("Relay_test"), None);
-        assert_eq!(SitePath::from_file_name(".tmp"), None);
-        assert_eq!(SitePath::from_file_name(""), None);
+        // Not made by site_to_path, but flush(8)'s refresh would deliver it.
+        assert!(SitePath::from_file_name("Relay_test").is_some());
+        assert!(SitePath::from_file_name("_10_0_0_1_").is_some());
+        assert!(SitePath::from_file_name("xn__bcher_kva_example").is_some());
+        for stranger in ["", ".", "..", ".nfs123", ".tmp", "a.b", "tmp~", "a b"] {
+            assert_eq!(SitePath::from_file_name(stranger), None, "{stranger:?}");
+        }
         assert_eq!(SitePath::from_file_name(&"a".repeat(256)), None);
     }
 }

@@ -7,7 +7,7 @@
 //! number at a time. While a scan runs, further requests do not start a
 //! second one: the strongest of them runs once the current scan is done.
 
-use super::rules::{decide, is_logfile_name, JanitorAction};
+use super::rules::{decide, JanitorAction};
 use crate::domains::SitePath;
 use crate::logfile::remove_if_stale_empty;
 use crate::stats::{Counter, Gauge, Mailbox, Report, Tracked};
@@ -212,9 +212,9 @@ fn scan_and_purge(
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if !is_logfile_name(&name) {
+        let Some(site) = SitePath::from_file_name(&name) else {
             continue;
-        }
+        };
         let meta = match std::fs::metadata(entry.path()) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -227,7 +227,7 @@ fn scan_and_purge(
         let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
         match decide(meta.len(), atime, mtime, now, max_age, purge_time) {
             JanitorAction::Skip => {}
-            JanitorAction::Deliver => due.extend(SitePath::from_file_name(&name)),
+            JanitorAction::Deliver => due.push(site),
             JanitorAction::Remove => {
                 let purge_before = now.checked_sub(purge_time).unwrap_or(UNIX_EPOCH);
                 match remove_if_stale_empty(flush_dir, &name, purge_before) {

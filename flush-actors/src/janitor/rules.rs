@@ -48,12 +48,6 @@ pub fn decide(
     }
 }
 
-/// Whether a name in `flush/` can be a log (Postfix's `mail_queue_id_ok()`):
-/// anything else there is ignored.
-pub fn is_logfile_name(name: &str) -> bool {
-    flush_proto::validate_queue_id(name).is_ok()
-}
-
 /// Whole seconds since the epoch, floored as `time_t` (negative before it).
 fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -179,16 +173,5 @@ mod tests {
             decide(1, before_epoch, before_epoch, t, Duration::ZERO, huge),
             JanitorAction::Deliver
         );
-    }
-
-    #[test]
-    fn logfile_names_are_queue_id_shaped() {
-        assert!(is_logfile_name("relay_test"));
-        assert!(is_logfile_name("_10_0_0_1_"));
-        assert!(is_logfile_name("xn__bcher_kva_example"));
-        for bad in ["", ".", "..", ".nfs123", "a.b", "tmp~", "a b"] {
-            assert!(!is_logfile_name(bad), "{bad:?}");
-        }
-        assert!(!is_logfile_name(&"a".repeat(256)));
     }
 }
