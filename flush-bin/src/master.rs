@@ -531,10 +531,15 @@ impl MasterMode {
         let tick = (max_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut clock = IdleClock::new(max_idle, stats.connections_total.get(), Instant::now());
         let mut ticks = tokio::time::interval(tick);
+        let mut watched = true;
         loop {
             tokio::select! {
-                // Err: no watcher (it could not start); the branch is then off.
-                Ok(()) = &mut master_gone => return MasterExit::MasterGone,
+                gone = &mut master_gone, if watched => match gone {
+                    Ok(()) => return MasterExit::MasterGone,
+                    // No watcher (it could not start, or there is no status
+                    // pipe): only the idle clock is left.
+                    Err(_) => watched = false,
+                },
                 _ = ticks.tick() => {
                     let open = stats.connections_open.get();
                     let total = stats.connections_total.get();
@@ -551,6 +556,28 @@ impl MasterMode {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Without a status pipe watcher, flushd still leaves after max_idle
+    /// (the finished watcher channel is not polled again: that panics).
+    #[actix_rt::test]
+    async fn without_a_status_watcher_supervision_still_ends_at_max_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("flush")).unwrap();
+        let (status, _master_end) = UnixStream::pair().unwrap();
+        let inherited = Inherited {
+            listener,
+            status,
+            generation: "1".into(),
+        };
+        let mut mode = MasterMode::new(inherited, parse(&[]).unwrap());
+        mode.status = None;
+        let stats = Arc::new(GatewayStats::new(1));
+        let max_idle = Duration::from_millis(300);
+        let exit = tokio::time::timeout(Duration::from_secs(10), mode.supervise(max_idle, stats))
+            .await
+            .unwrap();
+        assert_eq!(exit, MasterExit::Idle(max_idle));
+    }
 
     fn parse(args: &[&str]) -> Result<DaemonOptions, ArgError> {
         DaemonOptions::parse(args.iter().map(OsString::from), |name| {
