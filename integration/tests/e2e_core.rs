@@ -1232,6 +1232,40 @@ fn silent_clients_are_closed_after_ipc_timeout_and_at_shutdown() {
     );
 }
 
+/// With room for one connection, every listener still serves: an idle
+/// accept loop must not hold the one place (flushd listens on a line and
+/// a Postfix-protocol socket).
+#[test]
+fn one_connection_allowed_still_serves_both_listeners() {
+    let daemon = Flushd::start(FlushdOptions::default().set("flush_max_connections", "1"));
+    let postfix = daemon.postfix_socket().to_path_buf();
+    let postfix_add = |n| {
+        let id = short_queue_id(n);
+        let add = [
+            ("request", "add"),
+            ("site", "relay.test"),
+            ("queue_id", &id),
+        ];
+        let exchange = postfix_request(&postfix, &add).unwrap();
+        assert_eq!(exchange.status, 0, "postfix add {id}");
+    };
+    let line_add = |n| {
+        let id = short_queue_id(n);
+        assert_ok(
+            &daemon.client().request(&format!("add relay.test {id}")),
+            &id,
+        );
+    };
+    // Twice in a row on each: the place must not be parked on the other.
+    postfix_add(0);
+    postfix_add(1);
+    line_add(2);
+    line_add(3);
+    postfix_add(4);
+    postfix_add(5);
+    assert_eq!(flush_log(daemon.queue_dir(), "relay_test").len(), 6);
+}
+
 #[test]
 fn a_low_open_file_limit_keeps_fewer_logs_open_and_fails_no_add() {
     const SITES: u32 = 1500;

@@ -229,16 +229,21 @@ pub async fn accept_loop<P: Protocol + Clone>(
     loop {
         let accepted = tokio::select! {
             () = limits.stop.cancelled() => return,
-            accepted = async {
-                let permit = Arc::clone(&limits.slots).acquire_owned().await.ok()?;
-                Some((listener.accept().await, permit))
-            } => accepted,
-        };
-        let Some((accepted, permit)) = accepted else {
-            return;
+            accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok(halves) => {
+                // The place under the connection limit is taken once there is
+                // a connection, so that an idle accept loop holds none back
+                // from the other listeners and threads. At the limit, each
+                // loop keeps at most this one connection waiting.
+                let permit = tokio::select! {
+                    () = limits.stop.cancelled() => return,
+                    permit = Arc::clone(&limits.slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                };
                 backoff = Duration::from_millis(10);
                 limits.stats.accepted_on(thread);
                 if P::ONE_REQUEST {
@@ -252,7 +257,6 @@ pub async fn accept_loop<P: Protocol + Clone>(
             Err(e) => {
                 limits.stats.accept_errors.incr();
                 log::warn!("accept ({}): {e}; retrying in {backoff:?}", P::NAME);
-                drop(permit);
                 actix_rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
