@@ -2,13 +2,12 @@
 //! and a real queue trigger.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use actix::prelude::*;
 use flush_actors::janitor::{Janitor, JanitorSettings, JanitorStats, StartSweep, Sweep};
 use flush_actors::queue::layout::{DEFERRED, INCOMING};
 use flush_actors::queue::QueueLayout;
-use flush_actors::stats::Tracked;
-use flush_actors::trigger::{self, TriggerStats};
-use flush_actors::writer::{OpenFileBudget, WriterLimits, WriterRegistry, WriterStats};
 use std::fs::{self, File, FileTimes};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -22,35 +21,13 @@ struct Fixture {
     layout: QueueLayout,
     janitor: Addr<Janitor>,
     stats: Arc<JanitorStats>,
-    _arbiters: Vec<Arbiter>,
+    _arbiter: Arbiter,
 }
 
 fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    for d in ["deferred", "incoming", "flush", "public"] {
-        fs::create_dir(dir.path().join(d)).unwrap();
-    }
-    let layout = QueueLayout::new(dir.path(), &["deferred".to_string()], 1);
-    let trigger_stats = Arc::new(TriggerStats::default());
-    let trigger = Tracked::new(
-        trigger::start(layout.clone(), Arc::clone(&trigger_stats)).unwrap(),
-        trigger_stats,
-        |s: &TriggerStats| &s.mailbox,
-    );
-    let arbiters = vec![Arbiter::new()];
-    let writer_stats = Arc::new(WriterStats::default());
-    let registry = WriterRegistry::new(
-        layout.flush_dir(),
-        arbiters.iter().map(Arbiter::handle).collect(),
-        trigger,
-        OpenFileBudget::new(10),
-        WriterLimits {
-            max_idle: Duration::from_secs(100),
-            max_writers: 100,
-        },
-        Arc::clone(&writer_stats),
-    )
-    .start();
+    let layout = common::queue_layout(dir.path());
+    let (registry, arbiter) = common::registry(&layout);
     let stats = Arc::new(JanitorStats::default());
     let janitor = Janitor::new(
         JanitorSettings {
@@ -59,7 +36,7 @@ fn start() -> Fixture {
             purge_time: 7 * DAY,
             refresh_interval: Duration::ZERO,
         },
-        Tracked::new(registry, writer_stats, |s: &WriterStats| &s.registry),
+        registry,
         Arc::clone(&stats),
     )
     .start();
@@ -68,7 +45,7 @@ fn start() -> Fixture {
         layout,
         janitor,
         stats,
-        _arbiters: arbiters,
+        _arbiter: arbiter,
     }
 }
 

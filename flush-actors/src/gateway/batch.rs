@@ -46,6 +46,9 @@ struct Pending {
 pub struct AddBatcher {
     matcher: Tracked<DomainMatcher, MatcherStats>,
     registry: Tracked<WriterRegistry, WriterStats>,
+    /// Batches that reached [`MAX_BATCH`] this turn, oldest first.
+    full: RefCell<Vec<Vec<Pending>>>,
+    /// The batch being collected.
     pending: RefCell<Vec<Pending>>,
     scheduled: Cell<bool>,
 }
@@ -59,6 +62,7 @@ impl AddBatcher {
         Rc::new(AddBatcher {
             matcher,
             registry,
+            full: RefCell::new(Vec::new()),
             pending: RefCell::new(Vec::new()),
             scheduled: Cell::new(false),
         })
@@ -76,24 +80,36 @@ impl AddBatcher {
 
     async fn queue(self: &Rc<Self>, site: String, op: Op) -> Reply {
         let (reply, rx) = oneshot::channel();
-        let full = {
+        {
             let mut pending = self.pending.borrow_mut();
             pending.push(Pending { site, op, reply });
-            pending.len() >= MAX_BATCH
-        };
-        if full {
-            let batch = self.pending.take();
-            actix_rt::spawn(Rc::clone(self).run(batch));
-        } else if !self.scheduled.replace(true) {
+            if pending.len() >= MAX_BATCH {
+                self.full.borrow_mut().push(std::mem::take(&mut *pending));
+            }
+        }
+        if !self.scheduled.replace(true) {
             let me = Rc::clone(self);
             actix_rt::spawn(async move {
                 me.scheduled.set(false);
-                let batch = me.pending.take();
-                me.run(batch).await;
+                me.run_turn().await;
             });
         }
         rx.await
             .unwrap_or_else(|_| Reply::new(Status::Fail, "server shutting down"))
+    }
+
+    /// Carries out the turn's batches. Several (a burst longer than
+    /// [`MAX_BATCH`]) run side by side, polled in the order they were
+    /// formed, so that their messages reach the actors in that order.
+    async fn run_turn(self: Rc<Self>) {
+        let full = self.full.take();
+        let last = self.pending.take();
+        if full.is_empty() {
+            self.run(last).await;
+        } else {
+            let batches = full.into_iter().chain(std::iter::once(last));
+            join_all(batches.map(|b| Rc::clone(&self).run(b))).await;
+        }
     }
 
     /// Carries out one batch and answers each of its requests.

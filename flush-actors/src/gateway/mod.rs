@@ -11,7 +11,7 @@ pub mod protocol;
 pub mod services;
 pub mod session;
 
-pub use batch::AddBatcher;
+pub use batch::{AddBatcher, MAX_BATCH};
 pub use listener::{bind, Bound, ListenAddr, SessionLimits};
 pub use protocol::{LineProtocol, PostfixProtocol, Shared};
 pub use services::{ServiceAddrs, Services};
