@@ -20,19 +20,23 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Stats each path now. A file modified at or after `loaded_at` (the
-    /// moment reading began) may have been read half-written, so the set
-    /// reports itself changed at the next check, which reloads again.
+    /// Stats each path now. A file modified between `loaded_at` (the moment
+    /// reading began) and now may have been read half-written, so the set
+    /// reports itself changed at the next check, which reloads again. A
+    /// modification time in the future (a clock stepped back, a file copied
+    /// with its times) is not a write that raced the load: counting it would
+    /// reload at every check until the clock caught up.
     pub fn take(paths: impl IntoIterator<Item = PathBuf>, loaded_at: SystemTime) -> Watched {
+        let taken_at = SystemTime::now();
         let mut stale = false;
         let files = paths
             .into_iter()
             .map(|path| {
-                let state = state_of(&path);
-                if let Ok(meta) = std::fs::metadata(&path) {
-                    stale |= meta.modified().is_ok_and(|m| m >= loaded_at);
+                let meta = std::fs::metadata(&path).ok();
+                if let Some(modified) = meta.as_ref().and_then(|m| m.modified().ok()) {
+                    stale |= (loaded_at..=taken_at).contains(&modified);
                 }
-                (path, state)
+                (path, meta.as_ref().map(state))
             })
             .collect();
         Watched { files, stale }
@@ -54,9 +58,11 @@ impl Watched {
 }
 
 fn state_of(path: &Path) -> State {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    std::fs::metadata(path).ok().as_ref().map(state)
+}
+
+fn state(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
 #[cfg(test)]
@@ -108,5 +114,19 @@ mod tests {
         std::fs::write(&a, "x\n").unwrap();
         assert!(Watched::take([a.clone()], earlier()).changed());
         assert!(!Watched::take([a], later()).changed());
+    }
+
+    #[test]
+    fn a_modification_time_in_the_future_does_not_reload_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "x\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(later())
+            .unwrap();
+        assert!(!Watched::take([a], earlier()).changed());
     }
 }
