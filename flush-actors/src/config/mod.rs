@@ -35,7 +35,7 @@ pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(100);
 /// `daemon_timeout` (18000s): the longest a request may take.
 pub const DEFAULT_DAEMON_TIMEOUT: Duration = Duration::from_secs(18_000);
 /// `flush_refresh_interval` (flushd's own, 1000s): how often the janitor
-/// runs on its own, as Postfix's master.cf wakes flush(8).
+/// runs on its own, as Postfix's master.cf wakes flush(8); 0: never.
 pub const DEFAULT_FLUSH_REFRESH_INTERVAL: Duration = Duration::from_secs(1000);
 /// `flush_max_connections` (flushd's own): client connections served at once.
 pub const DEFAULT_FLUSH_MAX_CONNECTIONS: usize = 1024;
@@ -243,7 +243,12 @@ impl Config {
             ipc_timeout: time("ipc_timeout")?,
             max_idle: time("max_idle")?,
             daemon_timeout: time("daemon_timeout")?,
-            flush_refresh_interval: time("flush_refresh_interval")?,
+            // 0 turns flushd's own timer off (master's wakeups still refresh).
+            flush_refresh_interval: parse_time(
+                "flush_refresh_interval",
+                &params.expanded("flush_refresh_interval")?,
+                's',
+            )?,
             flush_max_connections: usize::try_from(flush_max_connections)
                 .map_err(|_| invalid("flush_max_connections", "", "too large"))?,
             hash_queue_names,
@@ -372,6 +377,19 @@ mod tests {
         assert_eq!(c.hash_queue_names, ["deferred", "incoming", "active"]);
         assert_eq!(c.hash_queue_depth, 2);
         assert_eq!(c.flush_max_connections, 10);
+    }
+
+    #[test]
+    fn a_refresh_interval_of_0_turns_the_timer_off_and_other_times_refuse_0() {
+        let c = from("flush_refresh_interval = 0").unwrap();
+        assert!(c.flush_refresh_interval.is_zero());
+        assert_eq!(
+            from("flush_refresh_interval = 10m")
+                .unwrap()
+                .flush_refresh_interval,
+            Duration::from_secs(600)
+        );
+        assert!(from("fast_flush_refresh_time = 0").is_err());
     }
 
     #[test]

@@ -30,9 +30,6 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Default `flush_max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
 /// Counters of the gateway and its sessions (one section of `stats`).
 #[derive(Debug, Default)]
 pub struct GatewayStats {
