@@ -333,6 +333,15 @@ fn hash_queue_names(params: &Params) -> Result<Vec<String>, ConfigError> {
         {
             return Err(invalid("hash_queue_names", &value, "not a queue name list"));
         }
+        // flush(8) would hash its logs like queue files; flushd keeps every
+        // log in flush/ itself, so the two would not share a file.
+        if name.eq_ignore_ascii_case("flush") {
+            return Err(invalid(
+                "hash_queue_names",
+                &value,
+                "flushd does not support a hashed flush queue (remove flush from the list)",
+            ));
+        }
         names.push(name.to_string());
     }
     Ok(names)
@@ -401,6 +410,7 @@ mod tests {
             ("hash_queue_depth = two", "hash_queue_depth"),
             ("flush_max_connections = 99999999", "flush_max_connections"),
             ("hash_queue_names = deferred, ../x", "hash_queue_names"),
+            ("hash_queue_names = deferred, Flush", "hash_queue_names"),
             ("queue_directory =", "queue_directory"),
             ("compatibility_level = 3.x", "compatibility_level"),
             ("fast_flush_domains = ${oops", "fast_flush_domains"),

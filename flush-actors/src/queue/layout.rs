@@ -77,18 +77,10 @@ impl QueueLayout {
         self.root.join(self.relative_path(queue, queue_id))
     }
 
-    /// The directory of the flush logs, `$root/flush`.
-    ///
-    /// Nobody hashes `flush` in practice; if `hash_queue_names` lists it
-    /// anyway, a log lives in [`QueueLayout::logfile_dir`] as in Postfix.
+    /// The directory of the flush logs, `$root/flush`: never hashed (the
+    /// configuration refuses `flush` in `hash_queue_names`).
     pub fn flush_dir(&self) -> PathBuf {
         self.root.join(FLUSH)
-    }
-
-    /// The directory holding the log of `site_path`, hashed like any queue
-    /// file if `flush` is a hashed queue.
-    pub fn logfile_dir(&self, site_path: &str) -> PathBuf {
-        self.dir(FLUSH, site_path)
     }
 
     /// The queue manager's trigger, `$root/public/qmgr` (a FIFO or a socket).
@@ -117,7 +109,6 @@ mod tests {
         assert_eq!(l.dir(DEFERRED, "ABC123"), Path::new("/q/deferred/A/"));
         assert_eq!(l.dir(INCOMING, "ABC123"), Path::new("/q/incoming/"));
         assert_eq!(l.flush_dir(), Path::new("/q/flush"));
-        assert_eq!(l.logfile_dir("relay_test"), Path::new("/q/flush/"));
         assert_eq!(l.qmgr_path(), Path::new("/q/public/qmgr"));
     }
 
@@ -139,12 +130,5 @@ mod tests {
             l.path(DEFERRED, "4ZkQ5d0003zBcdF"),
             Path::new("/q/deferred/0/4ZkQ5d0003zBcdF")
         );
-    }
-
-    #[test]
-    fn hashed_flush_follows_the_rule() {
-        let l = layout(&["flush"], 1);
-        assert_eq!(l.logfile_dir("relay_test"), Path::new("/q/flush/r/"));
-        assert_eq!(l.flush_dir(), Path::new("/q/flush"));
     }
 }
