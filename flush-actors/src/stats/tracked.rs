@@ -51,7 +51,8 @@ impl<A: Actor, S: Send + Sync + 'static> Tracked<A, S> {
         &self.stats
     }
 
-    /// Sends a message, waiting for mailbox room (backpressure), and counts it.
+    /// Sends a message and counts it. A full mailbox does not hold it back
+    /// for long: actix queues it past the capacity once the send is polled.
     ///
     /// # Errors
     /// The mailbox is closed (the actor stopped) or the request timed out.

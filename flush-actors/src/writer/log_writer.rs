@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Mailbox capacity of a writer: large enough for a burst of pipelined adds to
-/// be written as one batch.
+/// Mailbox capacity of a writer as actix counts it. It holds nothing back
+/// (see `hand_out_appends`); the requests in flight bound a writer's queue.
 pub const WRITER_MAILBOX: usize = 4096;
 
 /// Largest pending-append buffers a writer keeps between batches.

@@ -327,6 +327,11 @@ fn arbiter_stopped() -> ActorError {
 /// (the i-th group in slot i). Each group travels with its reply: an actix
 /// request would add a reply channel, a boxed future and a spawned task per
 /// message, and appends are the messages there are most of.
+///
+/// A full mailbox does not hold a group back: actix's `send` would queue it
+/// past the capacity too, once polled. What bounds a writer's queue is the
+/// requests in flight (connections times `MAX_INFLIGHT`), each waiting for
+/// its reply.
 fn hand_out_appends(
     work: impl Iterator<Item = (WriterAddr, Arc<[String]>)>,
     answers: &Arc<ShareAnswers>,
@@ -338,18 +343,8 @@ fn hand_out_appends(
             queue_ids,
             reply: answers.reply(slot),
         };
-        match writer.try_send(msg) {
-            Ok(()) => {}
-            // Dropped, and its reply with it: routed again.
-            Err(SendError::Closed(_)) => {}
-            // A full mailbox: wait for room as `send` does, without holding
-            // up the other writers.
-            Err(SendError::Full(msg)) => {
-                actix_rt::spawn(async move {
-                    let _ = writer.send(msg).await;
-                });
-            }
-        }
+        // A stopped writer drops it, and its reply with it: routed again.
+        writer.do_send(msg);
     }
 }
 
