@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::domains::DomainError;
 use crate::gateway::{
     self, Bound, Gateway, GatewayStats, ListenAddr, Listener, ServiceAddrs, StopGateway,
+    MAX_SEND_FILES_IN_FLIGHT,
 };
 use crate::janitor::{Janitor, JanitorSettings, JanitorStats};
 use crate::matcher::{DomainMatcher, MatcherStats, Reload};
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 /// How long shutdown waits for sessions to answer what they have read.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -182,6 +184,7 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         trigger,
         janitor: Tracked::new(janitor, janitor_stats, |s: &JanitorStats| &s.mailbox),
         stats,
+        send_files: Arc::new(Semaphore::new(MAX_SEND_FILES_IN_FLIGHT)),
     };
     // The first gateway thread is this one, beside the matcher and the
     // registry: its batches reach them without a thread hop.

@@ -869,7 +869,7 @@ fn stats_has_every_section_and_counts_requests() {
     let before = client.stats();
     assert!(before.is_object(), "{before}");
     for section in ["gateway", "matcher", "writers", "trigger", "janitor"] {
-        for key in ["handled", "mailbox", "errors"] {
+        for key in ["handled", "mailbox", "mailbox_peak", "errors"] {
             assert!(
                 before[section][key].is_u64(),
                 "stats {section}.{key} missing: {before}"
@@ -1264,6 +1264,34 @@ fn one_connection_allowed_still_serves_both_listeners() {
     postfix_add(4);
     postfix_add(5);
     assert_eq!(flush_log(daemon.queue_dir(), "relay_test").len(), 6);
+}
+
+/// Clients pipelining thousands of send_files put at most
+/// MAX_SEND_FILES_IN_FLIGHT (64) of them in the queue trigger's queue, where
+/// a delivery would wait behind them holding its log's lock.
+#[test]
+fn pipelined_send_files_reach_the_queue_trigger_a_few_at_a_time() {
+    const CLIENTS: u32 = 4;
+    const SEND_FILES: u32 = 1000;
+    let daemon = Flushd::start(FlushdOptions::default());
+    let mut clients: Vec<LineClient> = (0..CLIENTS).map(|_| daemon.client()).collect();
+    for (c, client) in (0..).zip(&mut clients) {
+        let requests: String = (0..SEND_FILES)
+            .map(|n| format!("send_file {}\n", short_queue_id(c * SEND_FILES + n)))
+            .collect();
+        client.send_raw(requests.as_bytes());
+    }
+    for client in &mut clients {
+        for n in 0..SEND_FILES {
+            let reply = client.read_reply();
+            // No such queue files: nothing queued, but answered.
+            assert!(reply.starts_with("OK 0 queued"), "send_file {n}: {reply}");
+        }
+    }
+    let stats = daemon.client().stats();
+    let peak = stats_u64(&stats, "trigger", "mailbox_peak");
+    assert!(peak > 0, "{stats}");
+    assert!(peak <= 64, "trigger mailbox peak {peak}: {stats}");
 }
 
 #[test]

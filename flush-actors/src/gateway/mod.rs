@@ -14,7 +14,7 @@ pub mod session;
 pub use batch::{AddBatcher, MAX_BATCH};
 pub use listener::{bind, Bound, ListenAddr, SessionLimits};
 pub use protocol::{LineProtocol, PostfixProtocol, Shared};
-pub use services::{ServiceAddrs, Services};
+pub use services::{ServiceAddrs, Services, MAX_SEND_FILES_IN_FLIGHT};
 
 use crate::stats::{Counter, Gauge, Mailbox, Report};
 use actix::prelude::*;

@@ -15,6 +15,14 @@ use crate::ActorError;
 use actix::Addr;
 use flush_proto::{Reply, Request, Status};
 use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// `send_file` requests carried out at once, across all connections. The
+/// queue trigger's own queue has no bound, and a delivery's files wait in it
+/// behind every `send_file` before them while the delivery holds its log's
+/// lock: a client pipelining thousands must not put them all in front.
+pub const MAX_SEND_FILES_IN_FLIGHT: usize = 64;
 
 /// Addresses of the actors a request may need: what every gateway thread
 /// builds its [`Services`] from.
@@ -30,6 +38,9 @@ pub struct ServiceAddrs {
     pub janitor: Tracked<Janitor, JanitorStats>,
     /// Builds the stats dump.
     pub stats: Addr<StatsCollector>,
+    /// Places for `send_file` requests in flight ([`MAX_SEND_FILES_IN_FLIGHT`]),
+    /// shared by every gateway thread.
+    pub send_files: Arc<Semaphore>,
 }
 
 /// How one gateway thread reaches the actors.
@@ -44,6 +55,8 @@ pub struct Services {
     pub janitor: Tracked<Janitor, JanitorStats>,
     /// Builds the stats dump.
     pub stats: Addr<StatsCollector>,
+    /// Places for `send_file` requests in flight.
+    pub send_files: Arc<Semaphore>,
 }
 
 impl Services {
@@ -54,6 +67,7 @@ impl Services {
             trigger: addrs.trigger,
             janitor: addrs.janitor,
             stats: addrs.stats,
+            send_files: addrs.send_files,
         }
     }
 
@@ -78,6 +92,11 @@ impl Services {
     }
 
     async fn send_file(&self, queue_id: String) -> Result<Reply, ActorError> {
+        let _place = self
+            .send_files
+            .acquire()
+            .await
+            .map_err(|_| ActorError::Worker("send_file places closed"))?;
         let report = self.trigger.send(SendOneFile { queue_id }).await??;
         Ok(Reply::new(
             Status::Ok,

@@ -43,6 +43,10 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Raises the value to `v` if it is lower (a high-water mark).
+    pub fn raise_to(&self, v: i64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
 }
 
 /// The counters every actor kind reports: what it handled, what waits in its
@@ -55,13 +59,16 @@ impl Gauge {
 pub struct Mailbox {
     handled: Counter,
     waiting: Gauge,
+    /// The most that ever waited at once.
+    peak: Gauge,
     errors: Counter,
 }
 
 impl Mailbox {
     /// A message is on its way to the actor.
     pub fn queued(&self) {
-        self.waiting.incr();
+        let waiting = self.waiting.0.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.raise_to(waiting);
     }
     /// The actor took a message out of its mailbox.
     pub fn handled(&self) {
@@ -85,11 +92,13 @@ impl Mailbox {
     pub fn error_count(&self) -> u64 {
         self.errors.get()
     }
-    /// The three common fields as JSON: `handled`, `mailbox`, `errors`.
+    /// The common fields as JSON: `handled`, `mailbox`, `mailbox_peak`,
+    /// `errors`.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("handled".into(), self.handled.get().into());
         m.insert("mailbox".into(), self.waiting.get().max(0).into());
+        m.insert("mailbox_peak".into(), self.peak.get().max(0).into());
         m.insert("errors".into(), self.errors.get().into());
         m
     }

@@ -14,10 +14,10 @@
 //! usual `Addr::send` future, so callers on async arbiters simply await the
 //! reply: no hand-written job channel and reply plumbing. Its internal queue
 //! is not capped by actix, so the bound comes from the callers: every sender
-//! awaits its reply with `send().await` (never `do_send`), and each has at
-//! most one request in flight (a LogWriter during its delivery, a session
-//! per `send_file`), so the queue never holds more than one message per
-//! live writer or connection, both of which are capped.
+//! awaits its reply with `send().await` (never `do_send`); a LogWriter has
+//! at most one delivery in flight, and `send_file`s are at most
+//! `MAX_SEND_FILES_IN_FLIGHT` at once across all connections, so the queue
+//! holds at most one message per live writer plus that many.
 //!
 //! # Stats
 //! actix cannot tell how many messages wait. Senders call
