@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 /// Default bound on logfiles kept open between requests (`--max-open-logs`).
 pub const DEFAULT_MAX_OPEN_LOGS: usize = 1000;
-/// Default bound on writers alive at once (`--max-writers`): about 1.3 KB
-/// each, so some 13 MB at most.
+/// Default bound on writers alive at once (`--max-writers`): about 1.4 KiB
+/// each, so some 14 MiB at most.
 pub const DEFAULT_MAX_WRITERS: usize = 10_000;
 
 /// What every writer shares: where logs live, whom to hand deliveries to,
