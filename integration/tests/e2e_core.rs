@@ -186,7 +186,6 @@ fn assert_one_line_failure(out: &Output, needle: &str) -> String {
     lines[0].to_string()
 }
 
-/// Runs flushctl against `daemon` with `args`.
 /// Waits for a daemon told to stop: exit status 0, both sockets removed.
 fn assert_clean_exit(daemon: &mut Flushd) {
     let status = daemon
@@ -200,6 +199,7 @@ fn assert_clean_exit(daemon: &mut Flushd) {
     );
 }
 
+/// Runs flushctl against `daemon` with `args`.
 fn flushctl(daemon: &Flushd, args: &[&str]) -> Output {
     let socket = format!("unix:{}", daemon.line_socket().display());
     run(
@@ -1230,6 +1230,22 @@ fn silent_clients_are_closed_after_ipc_timeout_and_at_shutdown() {
         "exit took {:?}",
         started.elapsed()
     );
+}
+
+/// At shutdown flushd removes its sockets only if the names still hold
+/// them: one bound there since (by master(8) after a reload that gave
+/// `flush` back to Postfix, say) stays.
+#[test]
+fn a_socket_someone_else_bound_since_is_left_at_shutdown() {
+    let mut daemon = Flushd::start(FlushdOptions::default());
+    let path = daemon.postfix_socket().to_path_buf();
+    fs::remove_file(&path).unwrap();
+    let _theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    daemon.send_signal(Signal::TERM).unwrap();
+    let status = daemon.wait_exit(SETTLE).expect("flushd still running");
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(path.exists(), "someone else's socket was removed");
+    assert!(!daemon.line_socket().exists(), "line socket left behind");
 }
 
 /// With room for one connection, every listener still serves: an idle

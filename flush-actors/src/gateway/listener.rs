@@ -9,7 +9,7 @@ use super::GatewayStats;
 use actix::Actor;
 use std::fmt;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -114,6 +114,44 @@ pub async fn bind(addr: &ListenAddr) -> io::Result<Bound> {
             listener.set_nonblocking(true)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
             Ok(Bound::Unix(listener, path.clone()))
+        }
+    }
+}
+
+/// A UNIX socket file flushd bound, as it was then: removed at shutdown
+/// only if the name still holds that file. Someone may have bound the name
+/// since (master(8) after a reload that gave `flush` back to Postfix), and
+/// theirs must stay.
+#[derive(Debug)]
+pub struct OwnSocket {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl OwnSocket {
+    /// Notes what `path` is now (`None` if it cannot be stat'ed).
+    pub fn note(path: &Path) -> Option<OwnSocket> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(OwnSocket {
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Removes the socket file if the name still holds ours.
+    pub fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::warn!("remove {}: {e}", self.path.display());
+                }
+            }
+            Ok(_) => log::info!(
+                "{} is no longer our socket; leaving it",
+                self.path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("stat {}: {e}", self.path.display()),
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod services;
 pub mod session;
 
 pub use batch::{AddBatcher, MAX_BATCH};
-pub use listener::{bind, Bound, ListenAddr, SessionLimits};
+pub use listener::{bind, Bound, ListenAddr, OwnSocket, SessionLimits};
 pub use protocol::{LineProtocol, PostfixProtocol, Shared};
 pub use services::{ServiceAddrs, Services, MAX_SEND_FILES_IN_FLIGHT};
 
@@ -22,7 +22,6 @@ use flush_proto::request::Verb;
 use flush_proto::Status;
 use futures_util::future::{join_all, FutureExt};
 use serde_json::{Map, Value};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -168,7 +167,7 @@ pub struct Gateway {
     max_line: usize,
     max_connections: u32,
     limits: SessionLimits,
-    socket_paths: Vec<PathBuf>,
+    own_sockets: Vec<OwnSocket>,
 }
 
 impl Gateway {
@@ -197,7 +196,7 @@ impl Gateway {
                 stop: CancellationToken::new(),
                 stats,
             },
-            socket_paths: Vec::new(),
+            own_sockets: Vec::new(),
         }
     }
 
@@ -214,10 +213,8 @@ impl Gateway {
     }
 
     fn remove_sockets(&mut self) {
-        for path in self.socket_paths.drain(..) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                log::warn!("remove {}: {e}", path.display());
-            }
+        for socket in self.own_sockets.drain(..) {
+            socket.remove();
         }
     }
 }
@@ -257,9 +254,9 @@ impl Actor for Gateway {
 
     fn started(&mut self, _: &mut Context<Self>) {
         let listeners = std::mem::take(&mut self.listeners);
-        self.socket_paths = listeners
+        self.own_sockets = listeners
             .iter()
-            .filter_map(|l| l.bound().unix_path().map(PathBuf::from))
+            .filter_map(|l| l.bound().unix_path().and_then(OwnSocket::note))
             .collect();
         let Some((last, others)) = self.threads.split_last() else {
             return;
