@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::domains::DomainError;
 use crate::gateway::{
-    self, Bound, Gateway, GatewayStats, ListenAddr, Listener, ServiceAddrs, StopGateway,
+    self, Bound, Gateway, GatewayStats, ListenAddr, Listener, OwnSocket, ServiceAddrs, StopGateway,
     MAX_SEND_FILES_IN_FLIGHT,
 };
 use crate::janitor::{Janitor, JanitorSettings, JanitorStats};
@@ -52,8 +52,8 @@ pub struct ServerOptions {
 /// Why the server could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
-    /// `fast_flush_domains` could not be loaded.
-    #[error("fast_flush_domains: {0}")]
+    /// `fast_flush_domains` could not be loaded (the error names it).
+    #[error(transparent)]
     Domains(#[from] DomainError),
     /// A listener could not be bound.
     #[error("listen on {addr}: {source}")]
@@ -92,13 +92,44 @@ pub struct Server {
 /// left running then.
 pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
     let config = &options.config;
+    // What can fail for reasons of configuration comes before the sockets
+    // are bound, so that a refusal leaves no dead socket behind.
+    let matcher_stats = Arc::new(MatcherStats::default());
+    let matcher = DomainMatcher::new(config, Arc::clone(&matcher_stats))?;
+    let layout = QueueLayout::new(
+        config.queue_directory.clone(),
+        &config.hash_queue_names,
+        config.hash_queue_depth,
+    );
+    let flush_dir = layout.flush_dir();
+    let trigger_stats = Arc::new(TriggerStats::default());
+    let trigger = trigger::start(layout, Arc::clone(&trigger_stats)).map_err(|source| {
+        StartError::QueueDirectory {
+            path: config.queue_directory.clone(),
+            source,
+        }
+    })?;
+
     let mut listeners = Vec::new();
-    for addr in &options.listen {
-        listeners.push(Listener::Line(bind_or_explain(addr).await?));
-    }
-    for path in &options.postfix_listen {
-        let addr = ListenAddr::Unix(path.clone());
-        listeners.push(Listener::Postfix(bind_or_explain(&addr).await?));
+    let wanted = (options.listen.iter().cloned().map(|a| (a, false))).chain(
+        options
+            .postfix_listen
+            .iter()
+            .map(|p| (ListenAddr::Unix(p.clone()), true)),
+    );
+    for (addr, postfix) in wanted {
+        match bind_or_explain(&addr).await {
+            Ok(bound) if postfix => listeners.push(Listener::Postfix(bound)),
+            Ok(bound) => listeners.push(Listener::Line(bound)),
+            Err(e) => {
+                // Those bound already would be left behind as dead sockets.
+                let bound_paths = listeners.iter().filter_map(|l| l.bound().unix_path());
+                for socket in bound_paths.filter_map(OwnSocket::note) {
+                    socket.remove();
+                }
+                return Err(e);
+            }
+        }
     }
     if let Some(std_listener) = options.inherited_postfix {
         std_listener
@@ -111,26 +142,10 @@ pub async fn start(options: ServerOptions) -> Result<Server, StartError> {
         listeners.push(Listener::Postfix(Bound::Unix(std_listener, PathBuf::new())));
     }
 
-    let matcher_stats = Arc::new(MatcherStats::default());
-    let matcher = DomainMatcher::new(config, Arc::clone(&matcher_stats))?.start();
-
-    let layout = QueueLayout::new(
-        config.queue_directory.clone(),
-        &config.hash_queue_names,
-        config.hash_queue_depth,
-    );
-    let flush_dir = layout.flush_dir();
-    let trigger_stats = Arc::new(TriggerStats::default());
-    let trigger = Tracked::new(
-        trigger::start(layout, Arc::clone(&trigger_stats)).map_err(|source| {
-            StartError::QueueDirectory {
-                path: config.queue_directory.clone(),
-                source,
-            }
-        })?,
-        Arc::clone(&trigger_stats),
-        |s: &TriggerStats| &s.mailbox,
-    );
+    let matcher = matcher.start();
+    let trigger = Tracked::new(trigger, Arc::clone(&trigger_stats), |s: &TriggerStats| {
+        &s.mailbox
+    });
 
     let arbiters: Vec<Arbiter> = (0..options.writer_threads.max(1))
         .map(|_| Arbiter::new())

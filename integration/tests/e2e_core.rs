@@ -855,6 +855,34 @@ fn an_unknown_time_unit_is_a_one_line_error() {
     assert_one_line_failure(&out, "fast_flush_purge_time");
 }
 
+/// A domain list that does not compile stops flushd before it binds a
+/// socket (none is left behind), and says so once.
+#[test]
+fn a_bad_domain_list_stops_flushd_before_it_binds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queue = tmp.path().join("queue");
+    make_queue_dir(&queue).unwrap();
+    fs::write(
+        tmp.path().join("main.cf"),
+        format!(
+            "queue_directory = {}\nfast_flush_domains = relay.test, !\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        Command::new(flushd_binary())
+            .arg("-c")
+            .arg(tmp.path())
+            .env_remove("RUST_LOG"),
+        Duration::from_secs(20),
+    );
+    let line = assert_one_line_failure(&out, "fast_flush_domains");
+    assert_eq!(line.matches("fast_flush_domains").count(), 1, "{line}");
+    assert!(!queue.join("public/flush.line").exists());
+    assert!(!queue.join("public/flush").exists());
+}
+
 // ---------------------------------------------------------------------------
 // 10: stats
 

@@ -140,7 +140,8 @@ pub enum Listener {
 }
 
 impl Listener {
-    fn bound(&self) -> &Bound {
+    /// The bound socket.
+    pub fn bound(&self) -> &Bound {
         match self {
             Listener::Line(bound) | Listener::Postfix(bound) => bound,
         }
