@@ -253,6 +253,15 @@ pub struct Inherited {
     pub generation: String,
 }
 
+/// Whether master(8) started this process, whatever kind of service it was
+/// told to run: `GENERATION` is set and master's status socket is on
+/// descriptor 5. Decides where start-up errors go (stderr is /dev/null
+/// then), also for a service flushd refuses to be ([`detect`] fails) or
+/// does not see as one (a `fifo` service has no socket on descriptor 6).
+pub fn spawned_by_master() -> bool {
+    std::env::var_os(GENERATION_ENV).is_some() && is_socket(MASTER_STATUS_FD)
+}
+
 /// Recognises a start by master(8): `GENERATION` is set and descriptors 5
 /// and 6 are sockets, 6 a listening UNIX stream socket. Then takes them over
 /// (once per process). `Ok(None)` means a normal start.

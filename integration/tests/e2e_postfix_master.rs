@@ -400,3 +400,41 @@ fn a_flushd_that_cannot_start_says_why_in_the_maillog() {
     );
     lab.stop().expect("stop lab");
 }
+
+/// Run by master(8) as an `inet` service, flushd refuses (it serves a
+/// `unix` service only), and the reason reaches the maillog, not master's
+/// /dev/null.
+#[test]
+fn a_flushd_run_as_an_inet_service_says_why_it_refuses_in_the_maillog() {
+    if !require_postfix() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let opts = LabOptions {
+        flush_command: Some(flushd_binary()),
+        master_cf: vec![format!("127.0.0.1:{port} inet n - n - - flushd")],
+        ..LabOptions::default()
+    };
+    let mut lab = PostfixLab::new(opts).expect("create lab");
+    lab.start().expect("start lab");
+    let connected = wait_until(WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(connected, "master does not listen on 127.0.0.1:{port}");
+    let said_why = |maillog: &str| {
+        maillog.lines().any(|line| {
+            line.contains(" postfix/flushd[")
+                && line.contains("]: error: ")
+                && line.contains("serves a `unix` service only")
+        })
+    };
+    assert!(
+        wait_until(WAIT, || said_why(&lab.maillog())),
+        "maillog:\n{}",
+        lab.maillog()
+    );
+    lab.stop().expect("stop lab");
+}

@@ -76,8 +76,8 @@ struct Args {
 
 fn main() -> ExitCode {
     // First of all: the descriptors master(8) may have passed.
+    let under_master = master::spawned_by_master();
     let inherited = master::detect();
-    let under_master = matches!(inherited, Ok(Some(_)));
     let started = inherited.and_then(|inherited| match inherited {
         None => Ok((Args::parse(), None)),
         Some(inherited) => master_args(inherited).map(|(args, mode)| (args, Some(mode))),
