@@ -1268,6 +1268,8 @@ fn a_socket_someone_else_bound_since_is_left_at_shutdown() {
     let mut daemon = Flushd::start(FlushdOptions::default());
     let path = daemon.postfix_socket().to_path_buf();
     fs::remove_file(&path).unwrap();
+    // Later than flushd's, as master's would be (time stamps may be coarse).
+    thread::sleep(Duration::from_millis(20));
     let _theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
     daemon.send_signal(Signal::TERM).unwrap();
     let status = daemon.wait_exit(SETTLE).expect("flushd still running");

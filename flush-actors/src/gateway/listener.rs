@@ -121,11 +121,16 @@ pub async fn bind(addr: &ListenAddr) -> io::Result<Bound> {
 /// A UNIX socket file flushd bound, as it was then: removed at shutdown
 /// only if the name still holds that file. Someone may have bound the name
 /// since (master(8) after a reload that gave `flush` back to Postfix), and
-/// theirs must stay.
+/// theirs must stay. The file is known by device, inode and change time: a
+/// file system may give a new file the inode number just freed.
 #[derive(Debug)]
 pub struct OwnSocket {
     path: PathBuf,
-    identity: (u64, u64),
+    identity: (u64, u64, i64, i64),
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
 }
 
 impl OwnSocket {
@@ -134,14 +139,14 @@ impl OwnSocket {
         let meta = std::fs::symlink_metadata(path).ok()?;
         Some(OwnSocket {
             path: path.to_path_buf(),
-            identity: (meta.dev(), meta.ino()),
+            identity: identity(&meta),
         })
     }
 
     /// Removes the socket file if the name still holds ours.
     pub fn remove(&self) {
         match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+            Ok(meta) if identity(&meta) == self.identity => {
                 if let Err(e) = std::fs::remove_file(&self.path) {
                     log::warn!("remove {}: {e}", self.path.display());
                 }
