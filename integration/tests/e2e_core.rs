@@ -813,31 +813,47 @@ fn a_second_daemon_on_the_same_queue_fails_to_start() {
     assert_eq!(flush_log(q, "relay_test"), vec![id]);
 }
 
-#[test]
-fn an_unknown_time_unit_is_a_one_line_error() {
+/// A config directory whose main.cf points at a new queue directory under
+/// it and sets `fast_flush_domains`; returns it and the queue directory.
+fn config_dir(fast_flush_domains: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let queue = tmp.path().join("queue");
     make_queue_dir(&queue).unwrap();
     fs::write(
         tmp.path().join("main.cf"),
         format!(
-            "queue_directory = {}\nfast_flush_domains = relay.test\n",
+            "queue_directory = {}\nfast_flush_domains = {fast_flush_domains}\n",
             queue.display()
         ),
     )
     .unwrap();
-    let out = run(
+    (tmp, queue)
+}
+
+/// Runs flushd on `config` with `args` to its end (it is expected to stop).
+fn run_flushd(config: &Path, args: &[&str]) -> Output {
+    run(
         Command::new(flushd_binary())
             .arg("-c")
-            .arg(tmp.path())
-            .args(["-o", "fast_flush_refresh_time=3x"])
+            .arg(config)
+            .args(args)
             .env_remove("RUST_LOG"),
         Duration::from_secs(20),
-    );
-    assert_one_line_failure(&out, "fast_flush_refresh_time");
-    // It failed before serving anything.
+    )
+}
+
+/// Nothing was served: neither socket exists.
+fn assert_no_sockets(queue: &Path) {
     assert!(!queue.join("public/flush.line").exists());
     assert!(!queue.join("public/flush").exists());
+}
+
+#[test]
+fn an_unknown_time_unit_is_a_one_line_error() {
+    let (tmp, queue) = config_dir("relay.test");
+    let out = run_flushd(tmp.path(), &["-o", "fast_flush_refresh_time=3x"]);
+    assert_one_line_failure(&out, "fast_flush_refresh_time");
+    assert_no_sockets(&queue);
 
     // The same error from main.cf.
     let mut cf = fs::OpenOptions::new()
@@ -845,13 +861,7 @@ fn an_unknown_time_unit_is_a_one_line_error() {
         .open(tmp.path().join("main.cf"))
         .unwrap();
     writeln!(cf, "fast_flush_purge_time = 7 days").unwrap();
-    let out = run(
-        Command::new(flushd_binary())
-            .arg("-c")
-            .arg(tmp.path())
-            .env_remove("RUST_LOG"),
-        Duration::from_secs(20),
-    );
+    let out = run_flushd(tmp.path(), &[]);
     assert_one_line_failure(&out, "fast_flush_purge_time");
 }
 
@@ -859,28 +869,11 @@ fn an_unknown_time_unit_is_a_one_line_error() {
 /// socket (none is left behind), and says so once.
 #[test]
 fn a_bad_domain_list_stops_flushd_before_it_binds() {
-    let tmp = tempfile::tempdir().unwrap();
-    let queue = tmp.path().join("queue");
-    make_queue_dir(&queue).unwrap();
-    fs::write(
-        tmp.path().join("main.cf"),
-        format!(
-            "queue_directory = {}\nfast_flush_domains = relay.test, !\n",
-            queue.display()
-        ),
-    )
-    .unwrap();
-    let out = run(
-        Command::new(flushd_binary())
-            .arg("-c")
-            .arg(tmp.path())
-            .env_remove("RUST_LOG"),
-        Duration::from_secs(20),
-    );
+    let (tmp, queue) = config_dir("relay.test, !");
+    let out = run_flushd(tmp.path(), &[]);
     let line = assert_one_line_failure(&out, "fast_flush_domains");
     assert_eq!(line.matches("fast_flush_domains").count(), 1, "{line}");
-    assert!(!queue.join("public/flush.line").exists());
-    assert!(!queue.join("public/flush").exists());
+    assert_no_sockets(&queue);
 }
 
 // ---------------------------------------------------------------------------

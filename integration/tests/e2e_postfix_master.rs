@@ -387,18 +387,22 @@ fn a_flushd_that_cannot_start_says_why_in_the_maillog() {
     // Postfix's daemons put theirs (stderr is /dev/null under master).
     let _client = std::os::unix::net::UnixStream::connect(lab.queue_dir().join("public/flush"))
         .expect("connect to the flush service");
-    let said_why = |maillog: &str| {
+    assert_flushd_error_logged(&lab, "unexpected argument '--no-such-option'");
+    lab.stop().expect("stop lab");
+}
+
+/// Waits for a maillog record of flushd's, at error level, holding `text`.
+fn assert_flushd_error_logged(lab: &PostfixLab, text: &str) {
+    let logged = |maillog: &str| {
         maillog.lines().any(|line| {
-            line.contains(" postfix/flushd[")
-                && line.contains("]: error: unexpected argument '--no-such-option'")
+            line.contains(" postfix/flushd[") && line.contains("]: error: ") && line.contains(text)
         })
     };
     assert!(
-        wait_until(WAIT, || said_why(&lab.maillog())),
-        "maillog:\n{}",
+        wait_until(WAIT, || logged(&lab.maillog())),
+        "no flushd error with {text:?} in the maillog:\n{}",
         lab.maillog()
     );
-    lab.stop().expect("stop lab");
 }
 
 /// Run by master(8) as an `inet` service, flushd refuses (it serves a
@@ -424,17 +428,6 @@ fn a_flushd_run_as_an_inet_service_says_why_it_refuses_in_the_maillog() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(connected, "master does not listen on 127.0.0.1:{port}");
-    let said_why = |maillog: &str| {
-        maillog.lines().any(|line| {
-            line.contains(" postfix/flushd[")
-                && line.contains("]: error: ")
-                && line.contains("serves a `unix` service only")
-        })
-    };
-    assert!(
-        wait_until(WAIT, || said_why(&lab.maillog())),
-        "maillog:\n{}",
-        lab.maillog()
-    );
+    assert_flushd_error_logged(&lab, "serves a `unix` service only");
     lab.stop().expect("stop lab");
 }
